@@ -1,0 +1,90 @@
+# The C-level face of the arena, for `from arena._core cimport Arena` in other Cython code.
+# Raw pointers from alloc_raw / arena_bump are not views: the caller keeps them valid
+# (no reset, release or close while it uses them) and serialises access across threads.
+cimport numpy as cnp
+
+
+cdef class _Region:
+    """One mapping: unmapped when the arena and the last view that uses it are gone."""
+    cdef char* base
+    cdef size_t size
+    cdef int fd
+    cdef int unmap(self) except -1
+
+
+cdef class _Frame:
+    """Base object of every array of one mark level (one for writable, one for read-only
+    arrays): its reference count is the number of live views of that level."""
+    cdef readonly _Region region
+    cdef size_t start
+    cdef Py_ssize_t nalloc_start
+    cdef Py_ssize_t serial
+
+
+cdef class Mark:
+    cdef readonly object arena
+    cdef Py_ssize_t level
+    cdef Py_ssize_t serial
+    cdef readonly size_t offset
+
+
+cdef class Arena:
+    cdef _Region region
+    cdef char* base
+    cdef size_t nreserved, ncommitted, nused, limit
+    cdef size_t touched, high_water_before
+    cdef size_t page, step, align
+    cdef int prot
+    cdef unsigned int flags
+    cdef bint locked, file_backed, shared, hugetlb
+    cdef size_t file_offset
+    cdef Py_ssize_t nalloc
+    cdef Py_ssize_t next_serial
+    cdef Py_ssize_t foreign_views
+    cdef list frames_rw
+    cdef list frames_ro
+    cdef object dtype_key
+    cdef object dtype_val
+    cdef readonly object options
+
+    cdef void* alloc_raw(self, size_t nbytes, size_t align) except NULL
+    cdef int commit_to(self, size_t end) except -1
+    cdef Py_ssize_t views_since(self, Py_ssize_t level, bint writable_only)
+    cdef int check_open(self) except -1
+
+    cdef _map(self)
+    cdef int _open_file(self, file) except -1
+    cdef _advise_reservation(self)
+    cdef _adopt_file_contents(self)
+    cdef _push_frame(self, size_t start)
+    cdef _Frame _readonly_frame(self, Py_ssize_t level)
+    cdef void _update_limit(self)
+    cdef int _check_allocatable(self) except -1
+    cdef int _populate(self, char* p, size_t n) noexcept nogil
+    cdef int _prepare(self, char* p, size_t n) noexcept nogil
+    cdef void _uncommit(self, size_t start, size_t end, bint drop) noexcept nogil
+    cdef void _shrink_file(self, long old_size) noexcept nogil
+    cdef object _wrap(self, char* data, int nd, cnp.npy_intp* dims, cnp.dtype descr,
+                      int flags, _Frame frame)
+    cdef cnp.dtype _resolve_dtype(self, object dtype)
+    cdef object _new(self, object shape, object dtype, object order, object align, int fill)
+    cdef void _rollback(self, size_t used, Py_ssize_t nalloc, size_t expected_used)
+    cdef object _like(self, prototype, dtype, order, shape, align, int fill)
+    cdef _decommit_above(self, size_t used)
+    cdef _protect(self, int prot, int forbid_views, str what)
+
+
+cdef inline void* arena_bump(Arena a, size_t nbytes, size_t align) noexcept nogil:
+    """Bump-allocate from committed memory without the GIL; NULL when the caller must take
+    the GIL and call ``a.alloc_raw`` (commit needed, arena closed or not writable, or
+    ``align`` not a power of two)."""
+    cdef size_t start = (a.nused + align - 1) & ~(align - 1)
+    if align == 0 or (align & (align - 1)) != 0 or align > a.page or start < a.nused:
+        return NULL
+    if start > a.limit or nbytes > a.limit - start:
+        return NULL
+    a.nused = start + nbytes
+    if a.nused > a.touched:
+        a.touched = a.nused
+    a.nalloc += 1
+    return a.base + start

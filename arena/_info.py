@@ -1,0 +1,120 @@
+"""``python -m arena info``: the machine's facts, and for each flag whether it works here.
+
+Each flag is judged by trying it: a small arena is made with it and a page committed, in a
+child process for hugetlb sizes, since a kernel without MADV_POPULATE_WRITE could SIGBUS.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from . import _system
+from ._options import ArenaOptions, Flags
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "unlimited"
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} B"
+
+
+def _try(options: ArenaOptions) -> str | None:
+    """None if an arena with these options reserves and commits one page, else why not."""
+    try:
+        with options.reserve() as a:
+            a.commit(a.page_size)
+    except (OSError, ValueError, NotImplementedError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+_PROBE = """
+import sys, arena
+try:
+    with arena.ArenaOptions({size}).with_page_size({size}).reserve() as a:
+        a.commit({size})
+except MemoryError as exc:
+    print("MemoryError:", exc)
+"""
+
+
+def _try_hugetlb(size: int) -> str | None:
+    out = subprocess.run([sys.executable, "-c", _PROBE.format(size=size)],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        return f"probe died ({out.returncode}): {out.stderr.strip()[-200:]}"
+    return out.stdout.strip() or None
+
+
+def flag_report() -> list[tuple[str, bool, str]]:
+    """``[(name, works, note)]`` for each flag and hugetlb page size."""
+    info = _system.system_info()
+    rows = []
+    notes = {
+        Flags.SHARED: "MAP_SHARED; anonymous shared memory (memfd) without a file",
+        Flags.POPULATE: "prefault at commit with MADV_POPULATE_WRITE",
+        Flags.NO_RESERVE: "MAP_NORESERVE: no commit charge",
+        Flags.TRANSPARENT_HUGE_PAGES: f"MADV_HUGEPAGE; THP mode is {info['thp_mode']}",
+        Flags.LOCKED: f"mlock as committed; RLIMIT_MEMLOCK {_fmt_bytes(info['memlock_limit'])}",
+        Flags.NO_CORE_DUMP: "MADV_DONTDUMP",
+        Flags.SEQUENTIAL: "MADV_SEQUENTIAL",
+        Flags.RANDOM_ACCESS: "MADV_RANDOM",
+        Flags.STACK: "accepted; no effect on Linux",
+    }
+    for flag, note in notes.items():
+        why = _try(ArenaOptions(1 << 22).with_flags(flag))
+        if flag is Flags.TRANSPARENT_HUGE_PAGES and why is None and info["thp_mode"] == "never":
+            why = "THP mode is 'never': the hint is accepted but has no effect"
+        rows.append((flag.name, why is None, why or note))
+    for size, pool in info["hugetlb"].items():
+        name = f"with_page_size({_fmt_bytes(size)})"
+        if pool["free"] == 0:
+            rows.append((name, False, f"the {_fmt_bytes(size)} hugetlb pool is empty: fill it "
+                         f"with `echo 8 > /sys/kernel/mm/hugepages/hugepages-{size // 1024}kB/"
+                         "nr_hugepages` (as root)"))
+            continue
+        why = _try_hugetlb(size)
+        rows.append((name, why is None,
+                     why or f"{pool['free']} of {pool['total']} pages free; committing past "
+                     "the pool raises MemoryError"))
+    return rows
+
+
+def render() -> str:
+    info = _system.system_info()
+    lines = ["Machine", "-------"]
+    facts = [
+        ("kernel", info["kernel"]),
+        ("base page size", _fmt_bytes(info["page_size"])),
+        ("page sizes", ", ".join(_fmt_bytes(s) for s in info["page_sizes"])),
+        ("default huge page", _fmt_bytes(info["default_huge_page_size"])
+         if info["default_huge_page_size"] else "none"),
+        ("transparent huge pages", info["thp_mode"] or "not available"),
+        ("overcommit_memory", {0: "0 (heuristic)", 1: "1 (always)", 2: "2 (strict)"}.get(
+            info["overcommit_memory"], str(info["overcommit_memory"]))),
+        ("max_map_count", str(info["max_map_count"])),
+        ("RLIMIT_MEMLOCK", _fmt_bytes(info["memlock_limit"])),
+        ("RLIMIT_DATA", _fmt_bytes(info["data_limit"])),
+        ("RLIMIT_AS", _fmt_bytes(info["address_space_limit"])),
+    ]
+    for size, pool in info["hugetlb"].items():
+        facts.append((f"hugetlb {_fmt_bytes(size)} pool", f"{pool['free']} free of "
+                      f"{pool['total']}"))
+    width = max(len(k) for k, _ in facts)
+    lines += [f"{k:<{width}}  {v}" for k, v in facts]
+    lines += ["", "What works here", "---------------"]
+    rows = flag_report()
+    width = max(len(r[0]) for r in rows)
+    lines += [f"{name:<{width}}  {'yes' if ok else 'NO '}  {note}" for name, ok, note in rows]
+    return "\n".join(lines)
+
+
+def render_json() -> str:
+    info = _system.system_info()
+    info["hugetlb"] = {str(k): v for k, v in info["hugetlb"].items()}
+    info["flags"] = {name: {"works": ok, "note": note} for name, ok, note in flag_report()}
+    return json.dumps(info, indent=2)

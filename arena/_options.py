@@ -1,0 +1,366 @@
+"""The options builder (modelled on mmap-rs ``MmapOptions``) and its enums.
+
+Everything is validated at the ``with_*`` call that can judge it, so that a bad value is
+reported where it was written, not later at ``reserve()``.
+"""
+from __future__ import annotations
+
+import enum
+import io
+import operator
+import os
+
+from . import _system
+
+
+class Flags(enum.IntFlag):
+    """Memory-policy flags for :meth:`ArenaOptions.with_flags`."""
+
+    SHARED = 1 << 0
+    POPULATE = 1 << 1
+    NO_RESERVE = 1 << 2
+    HUGE_PAGES = 1 << 3
+    TRANSPARENT_HUGE_PAGES = 1 << 4
+    LOCKED = 1 << 5
+    NO_CORE_DUMP = 1 << 6
+    SEQUENTIAL = 1 << 7
+    RANDOM_ACCESS = 1 << 8
+    STACK = 1 << 9
+
+
+class UnsafeFlags(enum.IntFlag):
+    """Flags that give up a safety guarantee, for :meth:`ArenaOptions.with_unsafe_flags`."""
+
+    MAP_FIXED = 1 << 0
+    JIT = 1 << 1
+
+
+class PageSize(enum.IntEnum):
+    """Page sizes in bytes, for :meth:`ArenaOptions.with_page_size`."""
+
+    SIZE_4K = 1 << 12
+    SIZE_64K = 1 << 16
+    SIZE_512K = 1 << 19
+    SIZE_1M = 1 << 20
+    SIZE_2M = 1 << 21
+    SIZE_8M = 1 << 23
+    SIZE_16M = 1 << 24
+    SIZE_32M = 1 << 25
+    SIZE_256M = 1 << 28
+    SIZE_512M = 1 << 29
+    SIZE_1G = 1 << 30
+    SIZE_2G = 1 << 31
+    SIZE_16G = 1 << 34
+
+
+class Protection(enum.IntFlag):
+    """Page protection; the values are Linux's ``PROT_*`` bits."""
+
+    NONE = 0
+    READ = 1
+    WRITE = 2
+    EXECUTE = 4
+    READ_WRITE = 3
+    READ_EXECUTE = 5
+    READ_WRITE_EXECUTE = 7
+
+
+# Sizes and offsets stay below 2**62 so that no sum of two of them wraps a size_t.
+MAX_SIZE = 1 << 62
+DEFAULT_ALIGNMENT = 64
+DEFAULT_COMMIT_STEP = 2 << 20
+
+
+def _index(value, what: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be an integer, not bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, not {type(value).__name__}") from None
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _check_flag_combination(flags: Flags, page_size: int | None) -> None:
+    if Flags.HUGE_PAGES in flags and Flags.TRANSPARENT_HUGE_PAGES in flags:
+        raise ValueError("HUGE_PAGES (hugetlb) and TRANSPARENT_HUGE_PAGES exclude each other")
+    if page_size is not None and Flags.TRANSPARENT_HUGE_PAGES in flags:
+        raise ValueError("with_page_size (hugetlb) and TRANSPARENT_HUGE_PAGES exclude each other")
+    if Flags.SEQUENTIAL in flags and Flags.RANDOM_ACCESS in flags:
+        raise ValueError("SEQUENTIAL and RANDOM_ACCESS exclude each other")
+    if Flags.HUGE_PAGES in flags and page_size is None and _system.default_huge_page_size() is None:
+        raise ValueError("HUGE_PAGES: this kernel offers no hugetlb pages")
+
+
+class ArenaOptions:
+    """Immutable builder for an :class:`Arena`: every ``with_*`` returns a new one.
+
+    Parameters
+    ----------
+    size : int
+        Bytes of address space to reserve (> 0), rounded up to the page size in use.
+        Reserving costs no memory: pages are committed as the arena fills.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arena import ArenaOptions, Flags
+    >>> opts = ArenaOptions(1 << 30).with_flags(Flags.TRANSPARENT_HUGE_PAGES)
+    >>> opts.size, bool(opts.flags & Flags.TRANSPARENT_HUGE_PAGES)
+    (1073741824, True)
+    >>> with opts.reserve() as a:
+    ...     x = a.zeros(1000, np.float32)
+    ...     float(x.sum())
+    0.0
+    """
+
+    __slots__ = ("_size", "_flags", "_unsafe_flags", "_page_size", "_commit_step",
+                 "_alignment", "_address", "_file", "_offset")
+
+    def __init__(self, size: int):
+        size = _index(size, "size")
+        if size <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+        if size > MAX_SIZE:
+            raise ValueError(f"size {size} is larger than any address space ({MAX_SIZE})")
+        _set = object.__setattr__
+        _set(self, "_size", size)
+        _set(self, "_flags", Flags(0))
+        _set(self, "_unsafe_flags", UnsafeFlags(0))
+        _set(self, "_page_size", None)
+        _set(self, "_commit_step", DEFAULT_COMMIT_STEP)
+        _set(self, "_alignment", DEFAULT_ALIGNMENT)
+        _set(self, "_address", None)
+        _set(self, "_file", None)
+        _set(self, "_offset", 0)
+
+    def _replace(self, **changes) -> ArenaOptions:
+        new = object.__new__(ArenaOptions)
+        for name in self.__slots__:
+            object.__setattr__(new, name, changes.get(name, getattr(self, name)))
+        return new
+
+    def __setattr__(self, name, value):
+        raise AttributeError("ArenaOptions is immutable; use the with_* methods")
+
+    __delattr__ = __setattr__
+
+    def _key(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other):
+        if not isinstance(other, ArenaOptions):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self):
+        return hash(tuple(k if not hasattr(k, "fileno") else id(k) for k in self._key()))
+
+    def __repr__(self):
+        parts = [f"size={self._size}"]
+        if self._flags:
+            parts.append(f"flags={self._flags!r}")
+        if self._unsafe_flags:
+            parts.append(f"unsafe_flags={self._unsafe_flags!r}")
+        if self._page_size is not None:
+            parts.append(f"page_size={self._page_size}")
+        parts.append(f"commit_step={self.commit_step}")
+        parts.append(f"alignment={self._alignment}")
+        if self._address is not None:
+            parts.append(f"address={self._address:#x}")
+        if self._file is not None:
+            parts.append(f"file={self._file!r}, offset={self._offset}")
+        return f"ArenaOptions({', '.join(parts)})"
+
+    # -- builder --------------------------------------------------------------------------
+
+    def with_address(self, address: int | None) -> ArenaOptions:
+        """Place the arena at ``address`` (a hint; binding only with ``UnsafeFlags.MAP_FIXED``).
+
+        The address must be a multiple of the allocation granularity; None removes it.
+        """
+        if address is not None:
+            address = _index(address, "address")
+            if address <= 0 or address >= MAX_SIZE:
+                raise ValueError(f"address {address:#x} is outside the user address space")
+            if address % _system.allocation_granularity():
+                raise ValueError(f"address {address:#x} is not a multiple of the allocation "
+                                 f"granularity {_system.allocation_granularity()}")
+        return self._replace(_address=address)
+
+    def with_file(self, file, offset: int = 0) -> ArenaOptions:
+        """Back the arena by a file: a path, an open binary file object or a file descriptor.
+
+        ``offset`` (bytes into the file) must be a multiple of the page size. Committing
+        grows the file; existing contents are kept and count as used.
+        """
+        offset = _index(offset, "offset")
+        if offset < 0 or offset >= MAX_SIZE:
+            raise ValueError(f"offset must be in [0, 2**62), got {offset}")
+        if offset % _system.page_size():
+            raise ValueError(f"offset {offset} is not a multiple of the page size "
+                             f"{_system.page_size()}")
+        if isinstance(file, bool):
+            raise TypeError("file must be a path, a binary file object or a file descriptor")
+        if isinstance(file, int):
+            if file < 0:
+                raise ValueError(f"file descriptor must be >= 0, got {file}")
+        elif isinstance(file, (str, bytes, os.PathLike)):
+            if not os.fspath(file):
+                raise ValueError("file path is empty")
+        elif hasattr(file, "fileno"):
+            if isinstance(file, io.TextIOBase):
+                raise TypeError("file object must be opened in binary mode")
+        else:
+            raise TypeError("file must be a path, a binary file object or a file descriptor, "
+                            f"not {type(file).__name__}")
+        return self._replace(_file=file, _offset=offset)
+
+    def with_flags(self, flags: Flags) -> ArenaOptions:
+        """OR ``flags`` (:class:`Flags`) into the current flags."""
+        flags = self._flags | _as_flag(flags, Flags, "flags")
+        _check_flag_combination(flags, self._page_size)
+        return self._replace(_flags=flags)
+
+    def with_unsafe_flags(self, flags: UnsafeFlags) -> ArenaOptions:
+        """OR ``flags`` (:class:`UnsafeFlags`) into the current unsafe flags."""
+        return self._replace(_unsafe_flags=self._unsafe_flags | _as_flag(flags, UnsafeFlags,
+                                                                         "unsafe flags"))
+
+    def with_page_size(self, size: int) -> ArenaOptions:
+        """Back the arena with explicit (hugetlb) pages of ``size`` bytes.
+
+        ``size`` is a :class:`PageSize` or an int; a size the kernel does not offer raises
+        ValueError naming the sizes it does. The base page size means no hugetlb pages.
+        """
+        size = _index(size, "page size")
+        offered = _system.page_sizes()
+        if size not in offered:
+            names = ", ".join(_size_name(s) for s in offered)
+            raise ValueError(f"page size {size} is not offered by this kernel; it offers {names}")
+        page = None if size == _system.page_size() else size
+        _check_flag_combination(self._flags, page)
+        return self._replace(_page_size=page)
+
+    def with_commit_step(self, nbytes: int) -> ArenaOptions:
+        """Commit memory in steps of ``nbytes`` (rounded up to the page size in use)."""
+        nbytes = _index(nbytes, "commit step")
+        if nbytes <= 0 or nbytes > MAX_SIZE:
+            raise ValueError(f"commit step must be in (0, 2**62], got {nbytes}")
+        return self._replace(_commit_step=nbytes)
+
+    def with_alignment(self, nbytes: int) -> ArenaOptions:
+        """Default alignment of sub-allocations: a power of two up to the page size."""
+        nbytes = _index(nbytes, "alignment")
+        if nbytes <= 0 or nbytes & (nbytes - 1):
+            raise ValueError(f"alignment must be a power of two, got {nbytes}")
+        if nbytes > _system.page_size():
+            raise ValueError(f"alignment {nbytes} is larger than the page size "
+                             f"{_system.page_size()}")
+        return self._replace(_alignment=nbytes)
+
+    # -- read back --------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Bytes to reserve, rounded up to :attr:`page_size`."""
+        return _round_up(self._size, self.page_size)
+
+    @property
+    def flags(self) -> Flags:
+        return self._flags
+
+    @property
+    def unsafe_flags(self) -> UnsafeFlags:
+        return self._unsafe_flags
+
+    @property
+    def page_size(self) -> int:
+        """The page size in use: the explicit huge size, the default huge size with
+        ``Flags.HUGE_PAGES``, else the base page size."""
+        if self._page_size is not None:
+            return self._page_size
+        if Flags.HUGE_PAGES in self._flags:
+            return _system.default_huge_page_size() or _system.page_size()
+        return _system.page_size()
+
+    @property
+    def huge_page_size(self) -> int | None:
+        """The hugetlb page size if explicit huge pages are in use, else None."""
+        page = self.page_size
+        return page if page != _system.page_size() else None
+
+    @property
+    def commit_step(self) -> int:
+        return _round_up(self._commit_step, self.page_size)
+
+    @property
+    def alignment(self) -> int:
+        return self._alignment
+
+    @property
+    def address(self) -> int | None:
+        return self._address
+
+    @property
+    def file(self):
+        return self._file
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    # -- build -----------------------------------------------------------------------------
+
+    def reserve(self):
+        """Reserve the arena; committed pages are read/write. Same as :meth:`map_mut`."""
+        return _arena_class()(self, Protection.READ_WRITE)
+
+    def map_mut(self):
+        """Reserve the arena; committed pages are read/write."""
+        return _arena_class()(self, Protection.READ_WRITE)
+
+    def map(self):
+        """Reserve the arena with committed pages read-only (for example a file viewed
+        read-only: its arrays are read-only views)."""
+        return _arena_class()(self, Protection.READ)
+
+    def map_none(self):
+        """Reserve the arena with committed pages inaccessible until a ``make_*`` call."""
+        return _arena_class()(self, Protection.NONE)
+
+    def map_exec(self):
+        """Reserve the arena with committed pages read/execute."""
+        return _arena_class()(self, Protection.READ_EXECUTE)
+
+    def map_exec_mut(self):
+        """Reserve the arena read/write/execute; PermissionError unless ``UnsafeFlags.JIT``."""
+        return _arena_class()(self, Protection.READ_WRITE_EXECUTE)
+
+
+def _arena_class():
+    from ._core import Arena
+    return Arena
+
+
+def _as_flag(value, kind, what: str):
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, enum.Enum) or isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be {kind.__name__}, not {type(value).__name__}")
+    everything = 0
+    for member in kind:
+        everything |= member.value
+    if value < 0 or value & ~everything:
+        raise ValueError(f"{value:#x} holds bits that are not {kind.__name__}")
+    return kind(value)
+
+
+def _size_name(size: int) -> str:
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit} ({size})"
+    return str(size)

@@ -1,0 +1,42 @@
+"""Build: cythonize arena/_core.pyx with the compiler directives kept in this one place.
+
+ARENA_DEBUG=1 builds with bounds checks, wraparound and -O0 -g (and ARENA_SANITIZE=1 adds
+-fsanitize=address,undefined) for tracking down memory errors.
+"""
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("ARENA_DEBUG", "") not in ("", "0")
+SANITIZE = os.environ.get("ARENA_SANITIZE", "") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "binding": True,
+    "embedsignature": True,
+}
+
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+link_args = []
+if SANITIZE:
+    compile_args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    link_args += ["-fsanitize=address,undefined"]
+
+extensions = [
+    Extension(
+        "arena._core",
+        ["arena/_core.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    ),
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
