@@ -1,4 +1,4 @@
-"""Build: cythonize arena/_core.pyx with the compiler directives kept in this one place.
+"""Build: cythonize src/arena/_core.pyx with the compiler directives kept in this one place.
 
 ARENA_DEBUG=1 builds with bounds checks, wraparound and -O0 -g (and ARENA_SANITIZE=1 adds
 -fsanitize=address,undefined) for tracking down memory errors.
@@ -31,7 +31,7 @@ if SANITIZE:
 extensions = [
     Extension(
         "arena._core",
-        ["arena/_core.pyx"],
+        ["src/arena/_core.pyx"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
@@ -39,4 +39,4 @@ extensions = [
     ),
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["src"]))

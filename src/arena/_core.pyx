@@ -31,7 +31,13 @@ class ArenaFullError(ArenaError, MemoryError):
 
 
 class CommitError(ArenaError, MemoryError):
-    """The operating system refused to commit memory (commit charge, rlimit, hugetlb pool)."""
+    """The operating system refused to commit memory (commit charge, rlimit, hugetlb pool).
+
+    ``errno`` holds the error number the system call returned."""
+
+    def __init__(self, errno, message):
+        super().__init__(message)
+        self.errno = errno
 
 
 cdef int F_POPULATE = Flags.POPULATE
@@ -472,8 +478,8 @@ cdef class Arena:
             self._shrink_file(old_size)
             if err == EFAULT or err == ENOMEM or err == EAGAIN:
                 raise CommitError(err, f"the OS refused to back {n} bytes: {os.strerror(err)}"
-                                  + (" (is the hugetlb pool big enough?)" if self.hugetlb
-                                     else ""))
+                                  + (" (the hugetlb pool has too few free pages)"
+                                     if self.hugetlb else ""))
             raise os_error(err, f"committing {n} bytes")
         self.ncommitted = new
         self._update_limit()

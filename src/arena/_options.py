@@ -113,7 +113,8 @@ class ArenaOptions:
     (1073741824, True)
     >>> with opts.reserve() as a:
     ...     x = a.zeros(1000, np.float32)
-    ...     float(x.sum())
+    ...     print(float(x.sum()))
+    ...     del x  # close() refuses while arrays from the arena are alive
     0.0
     """
 

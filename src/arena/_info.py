@@ -70,8 +70,11 @@ def flag_report() -> list[tuple[str, bool, str]]:
         if flag is Flags.TRANSPARENT_HUGE_PAGES and why is None and info["thp_mode"] == "never":
             why = "THP mode is 'never': the hint is accepted but has no effect"
         rows.append((flag.name, why is None, why or note))
+    default = info["default_huge_page_size"]
     for size, pool in info["hugetlb"].items():
         name = f"with_page_size({_fmt_bytes(size)})"
+        if size == default:
+            name = f"HUGE_PAGES, {name}"
         if pool["free"] == 0:
             rows.append((name, False, f"the {_fmt_bytes(size)} hugetlb pool is empty: fill it "
                          f"with `echo 8 > /sys/kernel/mm/hugepages/hugepages-{size // 1024}kB/"
@@ -116,5 +119,8 @@ def render() -> str:
 def render_json() -> str:
     info = _system.system_info()
     info["hugetlb"] = {str(k): v for k, v in info["hugetlb"].items()}
-    info["flags"] = {name: {"works": ok, "note": note} for name, ok, note in flag_report()}
+    info["flags"] = {}
+    for name, ok, note in flag_report():
+        for part in name.split(", "):
+            info["flags"][part] = {"works": ok, "note": note}
     return json.dumps(info, indent=2)

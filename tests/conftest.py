@@ -1,0 +1,78 @@
+"""Shared test helpers: run code in a child process, read /proc/self/smaps, set a hugetlb pool."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def run_child(code: str, timeout: float = 120, env: dict | None = None):
+    """Run ``code`` in a fresh interpreter; crash-prone scenarios go here so that a SIGBUS
+    or SIGSEGV fails one test instead of the whole run."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def check_child(code: str, **kwargs) -> str:
+    out = run_child(code, **kwargs)
+    assert out.returncode == 0, (f"child exited with {out.returncode}\n"
+                                 f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}")
+    return out.stdout
+
+
+def smaps(start: int, end: int, pid: str = "self") -> dict:
+    """Sum the kB fields of every mapping in ``[start, end)`` of ``/proc/<pid>/smaps``, in
+    bytes, and collect their VmFlags."""
+    totals: dict = {"VmFlags": set(), "mappings": 0}
+    inside = False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head[0].split("-")) == 2 and ":" not in head[0]:
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                inside = lo < end and hi > start
+                totals["mappings"] += inside
+            elif inside and head[0] == "VmFlags:":
+                totals["VmFlags"].update(head[1:])
+            elif inside and len(head) == 3 and head[2] == "kB":
+                totals[head[0][:-1]] = totals.get(head[0][:-1], 0) + int(head[1]) * 1024
+    return totals
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGESIZE")
+
+
+def map_count() -> int:
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+
+@contextlib.contextmanager
+def hugetlb_pool(size: int, pages: int):
+    """Set the ``size`` hugetlb pool to ``pages`` pages (root only) and restore it after;
+    skip when it cannot be set or does not fill."""
+    path = f"/sys/kernel/mm/hugepages/hugepages-{size // 1024}kB/nr_hugepages"
+    if not os.path.exists(path):
+        pytest.skip(f"no {size}-byte hugetlb pages on this kernel")
+    with open(path) as f:
+        old = int(f.read())
+    try:
+        with open(path, "w") as f:
+            f.write(str(old + pages))
+    except OSError as exc:
+        pytest.skip(f"cannot set the hugetlb pool ({exc}); run as root")
+    try:
+        with open(path) as f:
+            got = int(f.read())
+        if got < old + pages:
+            pytest.skip(f"the kernel gave {got - old} of {pages} huge pages (fragmented memory)")
+        yield pages
+    finally:
+        with open(path, "w") as f:
+            f.write(str(old))
