@@ -37,7 +37,7 @@ cdef class Arena:
     cdef int prot
     cdef unsigned int flags
     cdef bint locked, file_backed, shared, hugetlb
-    cdef size_t file_offset
+    cdef size_t file_offset, file_known
     cdef Py_ssize_t nalloc
     cdef Py_ssize_t next_serial
     cdef Py_ssize_t foreign_views
@@ -53,6 +53,9 @@ cdef class Arena:
     cdef int check_open(self) except -1
 
     cdef _map(self)
+    cdef int _commit(self, size_t end, bint grow) except -1
+    cdef long _file_size(self) except -2
+    cdef int _grow_file(self, size_t upto) except -1
     cdef int _open_file(self, file) except -1
     cdef _advise_reservation(self)
     cdef _adopt_file_contents(self)

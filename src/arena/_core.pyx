@@ -375,15 +375,12 @@ cdef class Arena:
 
     cdef _adopt_file_contents(self):
         """What the file already holds (past the offset) counts as used: never handed out."""
-        cdef stat st
-        cdef int err
-        if fstat(self.region.fd, &st) != 0:
-            err = errno
-            raise os_error(err, "fstat")
-        if <size_t>st.st_size > self.file_offset:
-            self.nused = min(<size_t>st.st_size - self.file_offset, self.nreserved)
+        cdef size_t size = <size_t>self._file_size()
+        if size > self.file_offset:
+            self.file_known = size - self.file_offset
+            self.nused = min(self.file_known, self.nreserved)
             self.touched = self.nused
-            self.commit_to(self.nused)
+            self._commit(self.nused, False)  # opening a file never changes it
 
     cdef _push_frame(self, size_t start):
         cdef _Frame f = _Frame()
@@ -409,6 +406,8 @@ cdef class Arena:
     cdef void _update_limit(self):
         if self.base != NULL and (self.prot & RW) == RW:
             self.limit = self.ncommitted
+            if self.region.fd >= 0 and self.file_known < self.limit:
+                self.limit = self.file_known  # the slow path grows the file first
         else:
             self.limit = 0
 
@@ -445,29 +444,61 @@ cdef class Arena:
     # -- commit ----------------------------------------------------------------------------
 
     cdef int commit_to(self, size_t end) except -1:
-        """Make sure ``[0, end)`` is committed; on failure nothing changes."""
-        cdef size_t new, old = self.ncommitted, n
-        cdef int err
+        """Make sure ``[0, end)`` is committed (and, for a writable file, that the file
+        covers it); on failure nothing changes."""
+        return self._commit(end, (self.prot & PROT_WRITE) != 0)
+
+    cdef long _file_size(self) except -2:
         cdef stat st
+        cdef int err
+        if fstat(self.region.fd, &st) != 0:
+            err = errno
+            raise os_error(err, "fstat")
+        return st.st_size
+
+    cdef int _grow_file(self, size_t upto) except -1:
+        """Make the file cover ``[0, upto)``: bytes written past its end would be lost and
+        pages past its end raise SIGBUS. Returns nothing to undo (-1 never returned)."""
+        cdef long size
+        cdef int err
+        if upto <= self.file_known:
+            return 0
+        size = self._file_size()
+        if <size_t>size < self.file_offset + upto:
+            if ftruncate(self.region.fd, <long>(self.file_offset + upto)) != 0:
+                err = errno
+                raise os_error(err, "ftruncate (growing the file)")
+        self.file_known = max(upto, <size_t>size - min(<size_t>size, self.file_offset))
+        self._update_limit()
+        return 0
+
+    cdef int _commit(self, size_t end, bint grow) except -1:
+        cdef size_t new, old = self.ncommitted, n, have
+        cdef int err
         cdef long old_size = -1
         if end <= old:
+            if grow and self.region.fd >= 0 and end > self.file_known:
+                self._grow_file(old)
             return 0
         if end > self.nreserved:
-            raise ArenaFullError(f"{end} bytes do not fit in the {self.nreserved}-byte reservation")
+            raise ArenaFullError(f"{end} bytes do not fit in the {self.nreserved}-byte "
+                                 "reservation")
         new = round_up(end, self.step)
-        if new > self.nreserved or new < end:
+        if new > self.nreserved or new < end or (self.region.fd >= 0 and not grow):
             new = round_up(end, self.page)
         n = new - old
         if self.region.fd >= 0:
-            # Pages past the end of the file raise SIGBUS: grow the file first.
-            if fstat(self.region.fd, &st) != 0:
-                err = errno
-                raise os_error(err, "fstat")
-            if <size_t>st.st_size < self.file_offset + new:
-                old_size = st.st_size
-                if ftruncate(self.region.fd, <long>(self.file_offset + new)) != 0:
-                    err = errno
-                    raise os_error(err, "ftruncate (growing the file)")
+            old_size = self._file_size()
+            have = <size_t>old_size - min(<size_t>old_size, self.file_offset)
+            if grow:
+                self._grow_file(new)
+                if have >= new:
+                    old_size = -1  # nothing to shrink back on failure
+            else:
+                old_size = -1
+                if round_up(have, self.page) < new:
+                    raise ValueError(f"cannot commit {new} bytes of a file that holds {have} "
+                                     "past the offset without writing to it")
         if mprotect(self.base + old, n, self.prot) != 0:
             err = errno
             self._shrink_file(old_size)
@@ -527,6 +558,8 @@ cdef class Arena:
     cdef void _shrink_file(self, long old_size) noexcept nogil:
         if old_size >= 0:
             ftruncate(self.region.fd, old_size)
+            self.file_known = min(self.file_known, <size_t>old_size -
+                                  min(<size_t>old_size, self.file_offset))
 
     # -- the allocation path ------------------------------------------------------------------
 
