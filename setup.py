@@ -1,4 +1,4 @@
-"""Build: cythonize src/arena/_core.pyx with the compiler directives kept in this one place.
+"""Build: cythonize src/arena/*.pyx with the compiler directives kept in this one place.
 
 ARENA_DEBUG=1 builds with bounds checks, wraparound and -O0 -g (and ARENA_SANITIZE=1 adds
 -fsanitize=address,undefined) for tracking down memory errors.
@@ -30,13 +30,14 @@ if SANITIZE:
 
 extensions = [
     Extension(
-        "arena._core",
-        ["src/arena/_core.pyx"],
+        f"arena.{name}",
+        [f"src/arena/{name}.pyx"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
-    ),
+    )
+    for name in ("_core", "_numpy_handler")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["src"]))

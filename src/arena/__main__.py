@@ -1,10 +1,10 @@
-"""Command line: ``python -m arena info``."""
+"""Command line: ``python -m arena info | demo``."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import _info
+from . import _demo, _info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,12 +18,20 @@ def main(argv: list[str] | None = None) -> int:
         description="Print page sizes, transparent huge pages, hugetlb pools, overcommit "
                     "and limits, and whether each arena flag and page size works here.")
     info.add_argument("--json", action="store_true", help="print the facts as JSON")
+    demo = commands.add_parser(
+        "demo", help="a simulation with arena-backed temporaries against plain NumPy",
+        description="Run a Gray-Scott reaction-diffusion simulation with plain NumPy "
+                    "temporaries and with arena-backed ones, check that the results are "
+                    "identical, and print a table of times, memory and page faults.")
+    _demo.add_arguments(demo)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     if args.command == "info":
         print(_info.render_json() if args.json else _info.render())
+    elif args.command == "demo":
+        return _demo.run(args)
     return 0
 
 

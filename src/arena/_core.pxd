@@ -28,6 +28,13 @@ cdef class Mark:
     cdef readonly size_t offset
 
 
+ctypedef struct Block:
+    # A block NumPy allocated through the arena's NEP 49 handler.
+    size_t start
+    size_t size
+    bint live
+
+
 cdef class Arena:
     cdef _Region region
     cdef char* base
@@ -40,7 +47,8 @@ cdef class Arena:
     cdef size_t file_offset, file_known
     cdef Py_ssize_t nalloc
     cdef Py_ssize_t next_serial
-    cdef Py_ssize_t foreign_views
+    cdef Block* blocks
+    cdef Py_ssize_t nblocks, capblocks, live_blocks
     cdef list frames_rw
     cdef list frames_ro
     cdef object dtype_key
@@ -51,6 +59,16 @@ cdef class Arena:
     cdef int commit_to(self, size_t end) except -1
     cdef Py_ssize_t views_since(self, Py_ssize_t level, bint writable_only)
     cdef int check_open(self) except -1
+
+    # NumPy's allocations (NEP 49): stack order with best-fit reuse of dead blocks.
+    cdef void* block_alloc(self, size_t size, bint zero) except NULL
+    cdef void* block_realloc(self, void* ptr, size_t size) except NULL
+    cdef void block_free(self, void* ptr) noexcept
+    cdef Py_ssize_t _find_block(self, char* p) noexcept
+    cdef Py_ssize_t _live_blocks_above(self, size_t offset) noexcept
+    cdef void _drop_blocks_from(self, size_t offset) noexcept
+    cdef void _remove_block(self, Py_ssize_t i) noexcept
+    cdef int _insert_block(self, Py_ssize_t i, size_t start, size_t size, bint live) except -1
 
     cdef _map(self)
     cdef int _commit(self, size_t end, bint grow) except -1

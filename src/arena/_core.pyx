@@ -241,6 +241,7 @@ cdef class Arena:
 
     def __cinit__(self, size_or_options, protection=Protection.READ_WRITE):
         self.base = NULL
+        self.blocks = NULL
         self.frames_rw = []
         self.frames_ro = []
         if isinstance(size_or_options, ArenaOptions):
@@ -439,7 +440,10 @@ cdef class Arena:
                 f = PyList_GET_ITEM(self.frames_ro, i)
                 if f != <PyObject*>None:
                     n += Py_REFCNT(f) - 1
-        return n + self.foreign_views
+        if level < PyList_GET_SIZE(self.frames_rw):
+            n += self._live_blocks_above(
+                (<_Frame><object>PyList_GET_ITEM(self.frames_rw, level)).start)
+        return n
 
     # -- commit ----------------------------------------------------------------------------
 
@@ -635,6 +639,174 @@ cdef class Arena:
         if self.nused == expected_used:
             self.nused = used
             self.nalloc = nalloc
+
+    # -- NumPy's own allocations (NEP 49) ----------------------------------------------------------
+
+    cdef void* block_alloc(self, size_t size, bint zero) except NULL:
+        """A block for NumPy: the best-fitting dead block, else a bump on top."""
+        cdef Py_ssize_t i, best = -1
+        cdef size_t need, touched = self.touched
+        cdef char* p
+        self._check_allocatable()
+        if size > self.nreserved:
+            raise ArenaFullError(f"{size} bytes do not fit in the arena")
+        need = round_up(size if size else 1, 64)
+        for i in range(self.nblocks):
+            if not self.blocks[i].live and self.blocks[i].size >= need and \
+                    (best < 0 or self.blocks[i].size < self.blocks[best].size):
+                best = i
+        if best >= 0:
+            if self.blocks[best].size - need >= 65536:  # split off what a large block spares
+                self._insert_block(best + 1, self.blocks[best].start + need,
+                                   self.blocks[best].size - need, False)
+                self.blocks[best].size = need
+            self.blocks[best].live = True
+            self.live_blocks += 1
+            p = self.base + self.blocks[best].start
+            if zero:
+                memset(p, 0, size)
+            return p
+        p = <char*>self.alloc_raw(need, 64)
+        self.nalloc -= 1  # num_allocations counts the arena's own arrays
+        try:
+            self._insert_block(self.nblocks, <size_t>(p - self.base), need, True)
+        except BaseException:
+            self.nused = <size_t>(p - self.base)
+            raise
+        self.live_blocks += 1
+        if zero and <size_t>(p - self.base) < touched:
+            memset(p, 0, min(size, touched - <size_t>(p - self.base)))
+        return p
+
+    cdef void* block_realloc(self, void* ptr, size_t size) except NULL:
+        cdef Py_ssize_t i
+        cdef size_t need, end
+        cdef void* q
+        if ptr == NULL:
+            return self.block_alloc(size, False)
+        i = self._find_block(<char*>ptr)
+        if i < 0:
+            raise ValueError("realloc of memory the arena did not hand to NumPy")
+        need = round_up(size if size else 1, 64)
+        if need <= self.blocks[i].size:
+            return ptr
+        end = self.blocks[i].start + self.blocks[i].size
+        if i == self.nblocks - 1 and end == self.nused and \
+                self.blocks[i].start + need <= self.nreserved:
+            self._check_allocatable()
+            self.commit_to(self.blocks[i].start + need)
+            self.blocks[i].size = need
+            self.nused = self.blocks[i].start + need
+            self.touched = max(self.touched, self.nused)
+            return ptr
+        q = self.block_alloc(size, False)
+        i = self._find_block(<char*>ptr)
+        memcpy(q, ptr, self.blocks[i].size)
+        self.block_free(ptr)
+        return q
+
+    cdef void block_free(self, void* ptr) noexcept:
+        cdef Py_ssize_t i = self._find_block(<char*>ptr)
+        cdef size_t floor
+        if i < 0:
+            return
+        self.blocks[i].live = False
+        self.live_blocks -= 1
+        if i + 1 < self.nblocks and not self.blocks[i + 1].live and \
+                self.blocks[i].start + self.blocks[i].size == self.blocks[i + 1].start:
+            self.blocks[i].size += self.blocks[i + 1].size
+            self._remove_block(i + 1)
+        if i > 0 and not self.blocks[i - 1].live and \
+                self.blocks[i - 1].start + self.blocks[i - 1].size == self.blocks[i].start:
+            self.blocks[i - 1].size += self.blocks[i].size
+            self._remove_block(i)
+        if self.base == NULL:
+            return
+        # Pop dead blocks off the top, but never below the newest mark.
+        floor = (<_Frame><object>PyList_GET_ITEM(
+            self.frames_rw, PyList_GET_SIZE(self.frames_rw) - 1)).start
+        while self.nblocks and not self.blocks[self.nblocks - 1].live and \
+                self.blocks[self.nblocks - 1].start >= floor and \
+                self.blocks[self.nblocks - 1].start + self.blocks[self.nblocks - 1].size \
+                == self.nused:
+            self.nused = self.blocks[self.nblocks - 1].start
+            self.nblocks -= 1
+
+    cdef Py_ssize_t _find_block(self, char* p) noexcept:
+        cdef Py_ssize_t i
+        cdef size_t off
+        if self.base == NULL or p < self.base:
+            return -1
+        off = <size_t>(p - self.base)
+        i = self.nblocks - 1
+        while i >= 0:
+            if self.blocks[i].start == off and self.blocks[i].live:
+                return i
+            i -= 1
+        return -1
+
+    cdef Py_ssize_t _live_blocks_above(self, size_t offset) noexcept:
+        cdef Py_ssize_t i, n = 0
+        if self.live_blocks == 0:
+            return 0
+        i = self.nblocks - 1
+        while i >= 0 and self.blocks[i].start + self.blocks[i].size > offset:
+            n += self.blocks[i].live
+            i -= 1
+        return n
+
+    cdef void _drop_blocks_from(self, size_t offset) noexcept:
+        while self.nblocks and self.blocks[self.nblocks - 1].start >= offset:
+            self.nblocks -= 1
+
+    cdef void _remove_block(self, Py_ssize_t i) noexcept:
+        memmove(&self.blocks[i], &self.blocks[i + 1], (self.nblocks - i - 1) * sizeof(Block))
+        self.nblocks -= 1
+
+    cdef int _insert_block(self, Py_ssize_t i, size_t start, size_t size, bint live) except -1:
+        cdef Block* grown
+        if self.nblocks == self.capblocks:
+            grown = <Block*>realloc(self.blocks, (self.capblocks * 2 + 16) * sizeof(Block))
+            if grown == NULL:
+                raise MemoryError()
+            self.blocks = grown
+            self.capblocks = self.capblocks * 2 + 16
+        memmove(&self.blocks[i + 1], &self.blocks[i], (self.nblocks - i) * sizeof(Block))
+        self.blocks[i].start = start
+        self.blocks[i].size = size
+        self.blocks[i].live = live
+        self.nblocks += 1
+        return 0
+
+    def numpy_allocator(self):
+        """numpy_allocator()
+
+        ``with a.numpy_allocator():`` makes NumPy allocate array data from this arena in
+        the current thread and context (NEP 49). Those arrays count as views: reset,
+        release, close and protection changes refuse while they live, and they stay valid
+        after the block. Memory NumPy frees is reused (best fit, and popped off the top in
+        stack order), so a loop that makes and drops temporaries stays in bounded memory.
+        An arena that runs out raises MemoryError from the NumPy call that asked.
+
+        Examples
+        --------
+        >>> import numpy as np, arena
+        >>> a = arena.Arena(1 << 30)
+        >>> x = np.ones(1 << 20)
+        >>> with a.numpy_allocator():
+        ...     y = np.sqrt(x * 2.0 + x) - np.abs(x - 3.0)
+        >>> a.offset_of(y) >= 0, a.live_views
+        (True, 1)
+        >>> del y
+        >>> a.used
+        0
+        """
+        self.check_open()
+        from ._numpy_handler import NumpyAllocator
+        return NumpyAllocator(self)
+
+    def __dealloc__(self):
+        free(self.blocks)
 
     # -- sub-allocations ---------------------------------------------------------------------
 
@@ -902,13 +1074,14 @@ cdef class Arena:
         if level >= PyList_GET_SIZE(self.frames_rw) or \
                 (<_Frame>self.frames_rw[level]).serial != mark.serial:
             raise ValueError("the mark was already released (or the arena was reset)")
-        cdef Py_ssize_t live = self.views_since(level, False) - self.foreign_views
+        cdef Py_ssize_t live = self.views_since(level, False)
         if live:
             raise BufferError(f"cannot release: {live} view(s) allocated since the mark are "
                               "still alive (drop them first, e.g. with del)")
         cdef _Frame f = <_Frame>self.frames_rw[level]
         self.nused = f.start
         self.nalloc = f.nalloc_start
+        self._drop_blocks_from(f.start)
         del self.frames_rw[level:]
         del self.frames_ro[level:]
 
@@ -956,6 +1129,7 @@ cdef class Arena:
                               "(drop them first, e.g. with del)")
         self.nused = 0
         self.nalloc = 0
+        self._drop_blocks_from(0)
         del self.frames_rw[:]
         del self.frames_ro[:]
         self._push_frame(0)

@@ -39,6 +39,13 @@ cdef extern from "<errno.h>" nogil:
 
 cdef extern from "<string.h>" nogil:
     void* memset(void* s, int c, size_t n)
+    void* memcpy(void* dst, const void* src, size_t n)
+    void* memmove(void* dst, const void* src, size_t n)
+
+cdef extern from "<stdlib.h>" nogil:
+    void* malloc(size_t n)
+    void* realloc(void* p, size_t n)
+    void free(void* p)
 
 cdef extern from "Python.h":
     ctypedef struct PyObject
@@ -68,3 +75,17 @@ cdef extern from "numpy/arrayobject.h":
     object PyArray_NewFromDescr(void* subtype, void* descr, int nd, npy_intp* dims,
                                 npy_intp* strides, void* data, int flags, void* obj)
     int PyArray_SetBaseObject(ndarray arr, object base) except -1  # steals ``base``
+
+    # NEP 49: NumPy's data allocation handler, a PyCapsule named "mem_handler".
+    ctypedef struct PyDataMemAllocator:
+        void* ctx
+        void* (*malloc)(void* ctx, size_t size) noexcept nogil
+        void* (*calloc)(void* ctx, size_t nelem, size_t elsize) noexcept nogil
+        void* (*realloc)(void* ctx, void* ptr, size_t new_size) noexcept nogil
+        void (*free)(void* ctx, void* ptr, size_t size) noexcept nogil
+    ctypedef struct PyDataMem_Handler:
+        char name[127]
+        unsigned char version
+        PyDataMemAllocator allocator
+    object PyDataMem_SetHandler(object handler)
+    object PyDataMem_GetHandler()
