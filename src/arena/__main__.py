@@ -1,10 +1,10 @@
-"""Command line: ``python -m arena info | demo``."""
+"""Command line: ``python -m arena info | demo | bench``."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import _demo, _info
+from . import _bench, _demo, _info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
                     "temporaries and with arena-backed ones, check that the results are "
                     "identical, and print a table of times, memory and page faults.")
     _demo.add_arguments(demo)
+    bench = commands.add_parser(
+        "bench", help="the headline comparisons against NumPy, with targets",
+        description="Time arena against its peer side by side in one process and print "
+                    "times, ratios (arena/peer) and whether each target is met.")
+    _bench.add_arguments(bench)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -32,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_info.render_json() if args.json else _info.render())
     elif args.command == "demo":
         return _demo.run(args)
+    elif args.command == "bench":
+        return _bench.run(args)
     return 0
 
 

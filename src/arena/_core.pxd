@@ -4,6 +4,25 @@
 cimport numpy as cnp
 
 
+cdef class Arena
+
+
+cdef inline void* arena_bump(Arena a, size_t nbytes, size_t align) noexcept nogil:
+    """Bump-allocate from committed memory without the GIL; NULL when the caller must take
+    the GIL and call ``a.alloc_raw`` (commit needed, arena closed or not writable, or
+    ``align`` not a power of two)."""
+    cdef size_t start = (a.nused + align - 1) & ~(align - 1)
+    if align == 0 or (align & (align - 1)) != 0 or align > a.page or start < a.nused:
+        return NULL
+    if start > a.limit or nbytes > a.limit - start:
+        return NULL
+    a.nused = start + nbytes
+    if a.nused > a.touched:
+        a.touched = a.nused
+    a.nalloc += 1
+    return a.base + start
+
+
 cdef class _Region:
     """One mapping: unmapped when the arena and the last view that uses it are gone."""
     cdef char* base
@@ -55,7 +74,15 @@ cdef class Arena:
     cdef object dtype_val
     cdef readonly object options
 
-    cdef void* alloc_raw(self, size_t nbytes, size_t align) except NULL
+    cdef void* alloc_slow(self, size_t nbytes, size_t align) except NULL
+
+    cdef inline void* alloc_raw(self, size_t nbytes, size_t align) except NULL:
+        """Bump-allocate ``nbytes`` aligned to ``align`` (a power of two up to the page
+        size), committing on demand. Not a view: reset/release do not wait for it."""
+        cdef void* p = arena_bump(self, nbytes, align)
+        if p != NULL:
+            return p
+        return self.alloc_slow(nbytes, align)
     cdef int commit_to(self, size_t end) except -1
     cdef Py_ssize_t views_since(self, Py_ssize_t level, bint writable_only)
     cdef int check_open(self) except -1
@@ -95,17 +122,3 @@ cdef class Arena:
     cdef _protect(self, int prot, int forbid_views, str what)
 
 
-cdef inline void* arena_bump(Arena a, size_t nbytes, size_t align) noexcept nogil:
-    """Bump-allocate from committed memory without the GIL; NULL when the caller must take
-    the GIL and call ``a.alloc_raw`` (commit needed, arena closed or not writable, or
-    ``align`` not a power of two)."""
-    cdef size_t start = (a.nused + align - 1) & ~(align - 1)
-    if align == 0 or (align & (align - 1)) != 0 or align > a.page or start < a.nused:
-        return NULL
-    if start > a.limit or nbytes > a.limit - start:
-        return NULL
-    a.nused = start + nbytes
-    if a.nused > a.touched:
-        a.touched = a.nused
-    a.nalloc += 1
-    return a.base + start

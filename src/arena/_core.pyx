@@ -567,13 +567,9 @@ cdef class Arena:
 
     # -- the allocation path ------------------------------------------------------------------
 
-    cdef void* alloc_raw(self, size_t nbytes, size_t align) except NULL:
-        """Bump-allocate ``nbytes`` aligned to ``align`` (a power of two up to the page size),
-        committing on demand. Not a view: nothing protects the memory from reset/release."""
-        cdef void* p = arena_bump(self, nbytes, align)
+    cdef void* alloc_slow(self, size_t nbytes, size_t align) except NULL:
+        """alloc_raw's way when the inline bump cannot serve: commit, or say why not."""
         cdef size_t start, end
-        if p != NULL:
-            return p
         self._check_allocatable()
         if align == 0 or (align & (align - 1)) != 0 or align > self.page:
             raise ValueError(f"align must be a power of two up to {self.page}, got {align}")
