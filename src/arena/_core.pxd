@@ -1,6 +1,7 @@
 # The C-level face of the arena, for `from arena._core cimport Arena` in other Cython code.
 # Raw pointers from alloc_raw / arena_bump are not views: the caller keeps them valid
 # (no reset, release or close while it uses them) and serialises access across threads.
+cimport cython
 cimport numpy as cnp
 
 
@@ -54,6 +55,7 @@ ctypedef struct Block:
     bint live
 
 
+@cython.final
 cdef class Arena:
     cdef _Region region
     cdef char* base
@@ -70,8 +72,7 @@ cdef class Arena:
     cdef Py_ssize_t nblocks, capblocks, live_blocks
     cdef list frames_rw
     cdef list frames_ro
-    cdef object dtype_key
-    cdef object dtype_val
+    cdef object dtype_key, dtype_val, dtype_key2, dtype_val2
     cdef readonly object options
 
     cdef void* alloc_slow(self, size_t nbytes, size_t align) except NULL

@@ -140,6 +140,9 @@ cdef class _Scope:
         return False
 
 
+_C = "C"
+
+
 cdef int _order_flag(object order) except -1:
     if order is None or order == "C" or order == "c":
         return 0
@@ -170,27 +173,30 @@ cdef int _parse_shape(object shape, cnp.npy_intp* dims) except -1:
             raise ValueError("negative dimensions are not allowed")
         dims[0] = d
         return 1
-    try:
+    if PyTuple_CheckExact(shape):
+        items = shape
+    elif hasattr(shape, "__index__"):
         d = operator.index(shape)
-    except TypeError:
-        pass
-    else:
         if d < 0:
             raise ValueError("negative dimensions are not allowed")
         dims[0] = d
         return 1
-    try:
-        items = tuple(shape)
-    except TypeError:
-        raise TypeError(f"shape must be an int or a sequence of ints, "
-                        f"not {type(shape).__name__}") from None
+    else:
+        try:
+            items = tuple(shape)
+        except TypeError:
+            raise TypeError(f"shape must be an int or a sequence of ints, "
+                            f"not {type(shape).__name__}") from None
     if len(items) > cnp.NPY_MAXDIMS:
         raise ValueError(f"maximum supported dimension for an ndarray is {cnp.NPY_MAXDIMS}, "
                          f"found {len(items)}")
     for item in items:
-        if isinstance(item, bool):
+        if PyLong_CheckExact(item):
+            d = item
+        elif isinstance(item, bool):
             raise TypeError("shape entries must be integers, not bool")
-        d = operator.index(item)
+        else:
+            d = operator.index(item)
         if d < 0:
             raise ValueError("negative dimensions are not allowed")
         dims[nd] = d
@@ -596,34 +602,52 @@ cdef class Arena:
         return arr
 
     cdef cnp.dtype _resolve_dtype(self, object dtype):
+        """The dtype for ``dtype``, from a two-entry cache keyed by identity: simulations
+        use one or two dtypes, and np.dtype() costs more than the rest of an allocation."""
         cdef cnp.dtype d
-        if isinstance(dtype, cnp.dtype):
-            d = <cnp.dtype>dtype
-        elif dtype is self.dtype_key:
+        if dtype is self.dtype_key:
             return <cnp.dtype>self.dtype_val
-        else:
-            d = np.dtype(dtype)
+        if dtype is self.dtype_key2:
+            self.dtype_key, self.dtype_key2 = self.dtype_key2, self.dtype_key
+            self.dtype_val, self.dtype_val2 = self.dtype_val2, self.dtype_val
+            return <cnp.dtype>self.dtype_val
+        d = <cnp.dtype>dtype if isinstance(dtype, cnp.dtype) else np.dtype(dtype)
         od = <object>d
         if od.hasobject:
             raise TypeError(f"dtype {d} holds Python objects, which cannot live in an arena")
         if d.itemsize == 0 and od.kind in "SUV":
             d = np.dtype((od.type, 1))
-        if not isinstance(dtype, cnp.dtype):
-            self.dtype_key = dtype
-            self.dtype_val = d
+        self.dtype_key2, self.dtype_val2 = self.dtype_key, self.dtype_val
+        self.dtype_key, self.dtype_val = dtype, d
         return d
 
     cdef object _new(self, object shape, object dtype, object order, object align, int fill):
         """empty/zeros: one bump, one ndarray; ``fill`` 1 zeroes what may be dirty."""
         cdef cnp.npy_intp dims[64]
-        cdef int nd = _parse_shape(shape, dims)
-        cdef cnp.dtype descr = self._resolve_dtype(dtype)
-        cdef size_t nbytes = _nbytes(nd, dims, descr.itemsize)
+        cdef Py_ssize_t d
+        cdef int nd
+        cdef cnp.dtype descr
+        cdef size_t nbytes
+        if PyLong_CheckExact(shape):  # the common 1-D case, without a call
+            d = shape
+            if d < 0:
+                raise ValueError("negative dimensions are not allowed")
+            dims[0] = d
+            nd = 1
+            descr = self._resolve_dtype(dtype)
+            if arena_mul_overflow(<size_t>descr.itemsize, <size_t>d, &nbytes) or \
+                    nbytes > <size_t>PY_SSIZE_T_MAX:
+                raise ValueError("array is too big: its byte size overflows")
+        else:
+            nd = _parse_shape(shape, dims)
+            descr = self._resolve_dtype(dtype)
+            nbytes = _nbytes(nd, dims, descr.itemsize)
         cdef size_t a = self.align if align is None else _check_align(align, self.page)
         cdef int flags = cnp.NPY_ARRAY_WRITEABLE
         cdef size_t touched = self.touched
         cdef char* p
-        flags |= _order_flag(order)
+        if order is not _C:  # the default object: skip the string comparison
+            flags |= _order_flag(order)
         p = <char*>self.alloc_raw(nbytes, a)
         if fill and p - self.base < <Py_ssize_t>touched:
             memset(p, 0, min(nbytes, touched - <size_t>(p - self.base)))
@@ -806,7 +830,7 @@ cdef class Arena:
 
     # -- sub-allocations ---------------------------------------------------------------------
 
-    def empty(self, shape, dtype=float, *, order="C", align=None):
+    def empty(self, shape, dtype=float, *, order=_C, align=None):
         """empty(shape, dtype=float, *, order="C", align=None)
 
         An uninitialised array in the arena.
@@ -831,7 +855,7 @@ cdef class Arena:
         """
         return self._new(shape, dtype, order, align, 0)
 
-    def zeros(self, shape, dtype=float, *, order="C", align=None):
+    def zeros(self, shape, dtype=float, *, order=_C, align=None):
         """zeros(shape, dtype=float, *, order="C", align=None)
 
         A zero-filled array in the arena (memory fresh from the OS is not written again).
