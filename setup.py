@@ -20,6 +20,7 @@ directives = {
     "cdivision": True,
     "binding": True,
     "embedsignature": True,
+    "auto_pickle": False,  # an arena, its marks and frames are tied to one mapping
 }
 
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]

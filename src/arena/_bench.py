@@ -199,7 +199,7 @@ def case_empty(plan: Plan, progress: Progress) -> list[Result]:
         # (row name, peer label, note) for each peer timer after the arena's.
         peers = [("empty", "np.empty(8, float64)", "")]
         try:
-            import pyarrow
+            import pyarrow  # type: ignore[import-untyped]
         except ImportError:
             pass
         else:
@@ -211,7 +211,7 @@ def case_empty(plan: Plan, progress: Progress) -> list[Result]:
                           f"pyarrow's default ({pyarrow.default_memory_pool().backend_name}) "
                           "memory pool"))
         try:
-            from cymem.cymem import Address
+            from cymem.cymem import Address  # type: ignore[import-untyped]
         except ImportError:
             pass
         else:

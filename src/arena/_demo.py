@@ -209,15 +209,17 @@ def _loop(name: str, U: np.ndarray, V: np.ndarray, steps: int, a: Arena | None, 
         for i in range(steps):
             step_numpy(U, V)
             tick(i + 1)
-    elif name == "arena":
+        return
+    assert a is not None, f"variant {name} needs an arena"
+    if name == "arena":
         for i in range(steps):
             with a.scope():              # everything step_arena allocated is freed here
                 step_arena(U, V, a)
             tick(i + 1)
     elif name == "numpy_allocator":
-        # HOOK (third variant): the plain-NumPy step, unchanged, with NumPy's own temporaries
-        # bump-allocated from the arena (NEP 49). The handler reuses memory NumPy frees, so
-        # the loop runs in bounded arena memory.
+        # The plain-NumPy step, unchanged, with NumPy's own temporaries bump-allocated from
+        # the arena (NEP 49). The handler reuses memory NumPy frees, so the loop runs in
+        # bounded arena memory.
         with a.numpy_allocator():
             for i in range(steps):
                 step_numpy(U, V)

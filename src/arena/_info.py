@@ -69,7 +69,7 @@ def flag_report() -> list[tuple[str, bool, str]]:
         why = _try(ArenaOptions(1 << 22).with_flags(flag))
         if flag is Flags.TRANSPARENT_HUGE_PAGES and why is None and info["thp_mode"] == "never":
             why = "THP mode is 'never': the hint is accepted but has no effect"
-        rows.append((flag.name, why is None, why or note))
+        rows.append((str(flag.name), why is None, why or note))
     default = info["default_huge_page_size"]
     for size, pool in info["hugetlb"].items():
         name = f"with_page_size({_fmt_bytes(size)})"

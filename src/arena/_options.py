@@ -120,6 +120,15 @@ class ArenaOptions:
 
     __slots__ = ("_size", "_flags", "_unsafe_flags", "_page_size", "_commit_step",
                  "_alignment", "_address", "_file", "_offset")
+    _size: int
+    _flags: Flags
+    _unsafe_flags: UnsafeFlags
+    _page_size: int | None
+    _commit_step: int
+    _alignment: int
+    _address: int | None
+    _file: object
+    _offset: int
 
     def __init__(self, size: int):
         size = _index(size, "size")
@@ -147,7 +156,8 @@ class ArenaOptions:
     def __setattr__(self, name, value):
         raise AttributeError("ArenaOptions is immutable; use the with_* methods")
 
-    __delattr__ = __setattr__
+    def __delattr__(self, name):
+        raise AttributeError("ArenaOptions is immutable; use the with_* methods")
 
     def _key(self):
         return tuple(getattr(self, name) for name in self.__slots__)

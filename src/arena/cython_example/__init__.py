@@ -45,6 +45,7 @@ def build(folder: str | os.PathLike):
         raise RuntimeError(f"building the cimport example failed:\n{out.stdout}\n{out.stderr}")
     built = next(folder.glob("consumer*.so"))
     spec = importlib.util.spec_from_file_location("consumer", built)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

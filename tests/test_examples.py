@@ -1,0 +1,34 @@
+"""The scripts in examples/ run and print what they promise."""
+import pathlib
+import platform
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(name, *args):
+    out = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_huge_array_on_thp():
+    out = run("huge_array.py", "--gib", "0.0625")
+    assert "64 MiB touched" in out and "sum = 8388608" in out
+    huge_kib = int(out.split("AnonHugePages:")[1].split()[0])
+    assert huge_kib > 0  # transparent huge pages really backed it
+
+
+def test_shared_reader():
+    out = run("shared_reader.py").splitlines()
+    assert out[0] == "writer put 1000 values at offset 0, sum 499500.0"
+    assert out[1] == "reader sees 1000 values, sum 499500.0, writeable=False"
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="emits x86-64 code")
+def test_tiny_jit():
+    assert run("tiny_jit.py").strip() == "add42(100) = 142; protection = READ_EXECUTE"
