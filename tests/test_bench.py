@@ -1,10 +1,12 @@
 """``python -m arena bench``: every case runs and reports consistent numbers.
 
-The ``--smoke`` plan shrinks sizes and repeats so that all of this takes about a second;
+The ``--smoke`` plan shrinks sizes and repeats so that all of this takes a few seconds
+(most of it building the Cython consumer once, for ``alloc_raw``);
 its figures mean nothing, so nothing here checks a timing against a target.
 """
 import json
 
+import numpy as np
 import pytest
 
 from arena import _bench
@@ -22,25 +24,98 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
     cases = {c["case"]: c for c in doc["cases"]}
     assert set(_bench.CASES) <= set(cases)
     for name, case in cases.items():
+        assert case["arena"]["label"] and case["peer"]["label"], name
+        assert case["target_unit"] in ("ratio", "seconds"), name
+        if case["skipped"]:  # alloc_raw without Cython or a compiler
+            assert name.startswith("alloc_raw") and case["note"].startswith("skipped: ")
+            assert case["arena"]["seconds"] is None and case["ratio"] is None
+            assert case["met"] is None
+            continue
         arena, peer = case["arena"]["seconds"], case["peer"]["seconds"]
         assert arena > 0 and peer > 0, name
         assert case["ratio"] == pytest.approx(arena / peer, rel=1e-12), name
-        assert case["arena"]["label"] and case["peer"]["label"], name
+        judged = arena if case["target_unit"] == "seconds" else case["ratio"]
         if case["target"] is None:
             assert case["met"] is None, name
         else:
-            assert case["met"] == (case["ratio"] <= case["target"]), name
-    assert {name: cases[name]["target"] for name in _bench.CASES} == {
-        "empty": 0.5, "step": 0.3, "touch": 0.25, "reset": 0.001}
+            assert case["met"] == (judged <= case["target"]), name
+    assert {name: cases[name]["target"] for name in _bench.CASES if name != "numpy_allocator"} == {
+        "empty": 0.5, "step": 0.3, "touch": 0.25, "reset": 0.001, "alloc_raw": 2e-9}
+    assert {name: cases[name]["target_unit"] for name in _bench.CASES}["alloc_raw"] == "seconds"
+    assert {cases[name]["target_unit"] for name in _bench.CASES if name != "alloc_raw"} == {
+        "ratio"}
     assert doc["environment"]["plan"] == "smoke"
     # Progress: one line per case on stderr, nothing else on stdout but the JSON.
     assert [line.split(":")[0] for line in err.splitlines()] == [
-        f"[{i}/4] {name}" for i, name in enumerate(_bench.CASES, 1)]
+        f"[{i}/{len(_bench.CASES)}] {name}" for i, name in enumerate(_bench.CASES, 1)]
+
+
+def test_numpy_allocator_rows(capsys):
+    doc, _ = run_json(capsys, "--cases", "numpy_allocator")
+    plain, thp = doc["cases"]
+    assert (plain["case"], thp["case"]) == ("numpy_allocator", "numpy_allocator/thp")
+    # The peer is one measurement shared by both rows; exactly one row carries the target.
+    assert plain["peer"] == thp["peer"]
+    assert sorted([plain["target"], thp["target"]], key=str) == [0.5, None]
+    targeted = plain if plain["target"] is not None else thp
+    other = thp if targeted is plain else plain
+    assert "target here" in targeted["note"] and "target on the" in other["note"]
+    for row in (plain, thp):
+        assert row["per"] == "step" and row["ratio"] == pytest.approx(
+            row["arena"]["seconds"] / row["peer"]["seconds"], rel=1e-12)
+        extra = row["extra"]
+        assert extra["floor_seconds"] > 0 and extra["numpy_floor_seconds"] > 0
+        assert extra["floor_ratio"] == pytest.approx(
+            extra["floor_seconds"] / row["peer"]["seconds"], rel=1e-12)
+        assert extra["numpy_minor_faults_per_step"] >= 0
+        assert "compute floor" in row["note"]
+        # Four arrays alive at the peak, whatever the allocator does with them.
+        assert extra["high_water"] >= 4 * 16 * 1024 * 8
+
+
+def test_compute_floor_computes_the_expression():
+    rng = np.random.default_rng(1)
+    x, y = rng.random(100_000), rng.random(100_000)  # big enough for temporary elision
+    buffers = [np.empty_like(x) for _ in range(4)]
+    for steps in (1, 2, 3):
+        floor = _bench.expression_out(x, y, steps, buffers[:2], buffers[2:])
+        assert np.array_equal(floor, _bench.expression(x, y, steps))
+    assert np.array_equal(y, np.random.default_rng(1).random(200_000)[100_000:])
+
+
+def test_alloc_raw_rows(capsys):
+    doc, _ = run_json(capsys, "--cases", "alloc_raw")
+    raw, bump = doc["cases"]
+    assert (raw["case"], bump["case"]) == ("alloc_raw", "alloc_raw/arena_bump")
+    assert raw["target"] == 2e-9 and raw["target_unit"] == "seconds"
+    assert bump["target"] is None and bump["met"] is None
+    if raw["skipped"]:
+        pytest.skip(raw["note"])
+    assert raw["peer"] == bump["peer"] and "np.empty" in raw["peer"]["label"]
+    assert raw["met"] == (raw["arena"]["seconds"] <= 2e-9)
+    for row in (raw, bump):
+        assert row["ratio"] == pytest.approx(
+            row["arena"]["seconds"] / row["peer"]["seconds"], rel=1e-12)
+
+
+def test_alloc_raw_is_skipped_without_a_compiler(capsys, monkeypatch):
+    monkeypatch.setattr(_bench, "consumer", lambda: (None, "no C compiler (cc not found)"))
+    doc, err = run_json(capsys, "--cases", "alloc_raw")
+    assert [c["case"] for c in doc["cases"]] == ["alloc_raw", "alloc_raw/arena_bump"]
+    for row in doc["cases"]:
+        assert row["skipped"] and row["met"] is None and row["ratio"] is None
+        assert row["arena"]["seconds"] is None and row["peer"]["seconds"] is None
+        assert row["note"] == "skipped: no C compiler (cc not found)"
+    assert "skipped: no C compiler" in err
+    assert main(["bench", "--smoke", "--cases", "alloc_raw"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("alloc_raw "))
+    assert row.split()[-1] == "skipped" and "<= 2 ns" in row
 
 
 def test_cases_selects_a_subset_in_order(capsys):
     doc, _ = run_json(capsys, "--cases", "reset,step")
-    assert [c["case"] for c in doc["cases"]] == ["reset", "step"]
+    assert [c["case"] for c in doc["cases"]] == ["reset", "step", "step/4k"]
 
 
 def test_touch_stride_is_named_in_the_note(capsys):
@@ -57,7 +132,7 @@ def test_unknown_case_is_a_usage_error(capsys):
 
 
 def test_table_has_target_and_met_columns(capsys):
-    assert main(["bench", "--smoke", "--cases", "empty,reset"]) == 0
+    assert main(["bench", "--smoke", "--cases", "empty,reset,alloc_raw"]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("case"))
     assert header.split() == ["case", "per", "arena", "time", "peer", "time", "ratio",
@@ -65,3 +140,5 @@ def test_table_has_target_and_met_columns(capsys):
     row = next(line for line in out.splitlines() if line.startswith("reset "))
     assert row.split()[-1] in ("yes", "no")
     assert "<= 0.001" in row
+    row = next(line for line in out.splitlines() if line.startswith("alloc_raw "))
+    assert "<= 2 ns" in row and row.split()[-1] in ("yes", "no", "skipped")

@@ -1,33 +1,53 @@
 """``python -m arena bench``: the headline comparisons, arena against its peer, in one process.
 
-Four cases, each with a target for the ratio arena time / peer time:
+Six cases, each with a target for the ratio arena time / peer time (``alloc_raw``: for the
+time itself):
 
-========  =====================================================  =====================  ======
-case      arena                                                  peer                   target
-========  =====================================================  =====================  ======
-empty     ``a.empty(8, np.float64)``, per call                   ``np.empty``           0.5
-step      three 8 MiB temporaries per step, ``reset()`` after    ``np.empty_like``      0.3
-touch     commit and write 512 MiB on transparent huge pages     the same on 4 KiB      0.25
-reset     ``reset()`` after a million allocations                drop a million arrays  0.001
-========  =====================================================  =====================  ======
+===============  ===============================================  =====================  ======
+case             arena                                            peer                   target
+===============  ===============================================  =====================  ======
+empty            ``a.empty(8, np.float64)``, per call             ``np.empty``           0.5
+step             three 8 MiB temporaries per step, ``reset()``    ``np.empty_like``      0.3
+touch            commit and write 512 MiB on transparent huge     the same on 4 KiB      0.25
+                 pages
+reset            ``reset()`` after a million allocations          drop a million arrays  0.001
+numpy_allocator  ``y = np.sqrt(x * 2.0 + y) - np.abs(y - x)`` on  the same expression,   0.5
+                 8 MiB arrays inside ``a.numpy_allocator()``      NumPy's allocator
+alloc_raw        ``alloc_raw(64, 16)`` from a module that         ``np.empty(8)``        2 ns
+                 cimports ``arena._core``                         (information only)     (time)
+===============  ===============================================  =====================  ======
+
+``numpy_allocator`` has a row for a plain (4 KiB page) arena and one for a
+``Flags.TRANSPARENT_HUGE_PAGES`` arena; the target sits on the row whose pages match what
+NumPy's own allocator gets (see :func:`case_numpy_allocator`), and each row's note gives
+the *compute floor*: the same ufuncs writing with ``out=`` into preallocated buffers, which
+no allocator can beat. ``alloc_raw`` is skipped, with a note, when Cython or a C compiler
+is missing; it also has a row for the inline ``nogil`` ``arena_bump``.
 
 Times are best-of-N (the minimum is the run least disturbed by the rest of the machine,
 as :mod:`timeit` argues); arena and peer repeats alternate so that drift hits both. When
 pyarrow or cymem is installed, ``empty`` gains rows against them too, without targets.
-The full run takes about 10 s on two cores; ``--quick`` about half of that.
+The full run takes about 20 s on two cores (3 s of it building the Cython module);
+``--quick`` about half of that.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import math
 import os
 import platform
+import resource
+import shlex
+import shutil
 import sys
+import sysconfig
+import tempfile
 import time
 import timeit
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,7 +55,9 @@ from ._core import Arena
 from ._options import ArenaOptions, Flags
 from . import _system
 
-CASES = ("empty", "step", "touch", "reset")
+# numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
+# freed 8 MiB blocks, and the other cases' allocations change that.
+CASES = ("numpy_allocator", "empty", "step", "touch", "reset", "alloc_raw")
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -57,25 +79,42 @@ class Plan:
     touch_repeat: int
     reset_allocations: int
     reset_repeat: int
+    expr_elements: int
+    expr_steps: int
+    expr_repeat: int
+    raw_count: int
+    raw_repeat: int
 
 
 FULL = Plan(empty_number=100_000, empty_repeat=7,
             step_elements=MiB, step_number=20, step_repeat=5,
             touch_bytes=512 * MiB, touch_repeat=5,
-            reset_allocations=1_000_000, reset_repeat=5)
+            reset_allocations=1_000_000, reset_repeat=5,
+            expr_elements=MiB, expr_steps=20, expr_repeat=5,
+            raw_count=10_000_000, raw_repeat=7)
 QUICK = Plan(empty_number=50_000, empty_repeat=3,
              step_elements=MiB, step_number=10, step_repeat=3,
              touch_bytes=512 * MiB, touch_repeat=2,
-             reset_allocations=1_000_000, reset_repeat=2)
+             reset_allocations=1_000_000, reset_repeat=2,
+             expr_elements=MiB, expr_steps=10, expr_repeat=3,
+             raw_count=10_000_000, raw_repeat=3)
 SMOKE = Plan(empty_number=2_000, empty_repeat=2,
              step_elements=16 * KiB, step_number=3, step_repeat=2,
              touch_bytes=8 * MiB, touch_repeat=1,
-             reset_allocations=10_000, reset_repeat=2)
+             reset_allocations=10_000, reset_repeat=2,
+             expr_elements=16 * KiB, expr_steps=2, expr_repeat=2,
+             raw_count=10_000, raw_repeat=2)
 
 
 @dataclass
 class Result:
-    """One row of the table: the arena side, the peer side and how they compare."""
+    """One row of the table: the arena side, the peer side and how they compare.
+
+    ``target`` bounds the ratio (``target_unit == "ratio"``) or, where no peer makes a fair
+    ratio, the arena's time itself (``"seconds"``); ``met`` judges whichever it is. A
+    skipped row (``skipped``) has no times; its note says why. ``extra`` holds further
+    figures for ``--json`` (the note states them for the table).
+    """
 
     case: str
     arena_label: str
@@ -86,26 +125,36 @@ class Result:
     repeats: int
     note: str = ""
     per: str = "call"
+    target_unit: str = "ratio"
+    skipped: bool = False
+    extra: dict = field(default_factory=dict)
 
     @property
-    def ratio(self) -> float:
-        return self.arena_seconds / self.peer_seconds
+    def ratio(self) -> float | None:
+        return None if self.skipped else self.arena_seconds / self.peer_seconds
 
     @property
     def met(self) -> bool | None:
-        return None if self.target is None else self.ratio <= self.target
+        if self.target is None or self.skipped:
+            return None
+        value = self.arena_seconds if self.target_unit == "seconds" else self.ratio
+        return value <= self.target
 
     def as_dict(self) -> dict:
+        seconds = (lambda s: None if self.skipped else s)
         return {
             "case": self.case,
-            "arena": {"label": self.arena_label, "seconds": self.arena_seconds},
-            "peer": {"label": self.peer_label, "seconds": self.peer_seconds},
+            "arena": {"label": self.arena_label, "seconds": seconds(self.arena_seconds)},
+            "peer": {"label": self.peer_label, "seconds": seconds(self.peer_seconds)},
             "per": self.per,
             "ratio": self.ratio,
             "target": self.target,
+            "target_unit": self.target_unit,
             "met": self.met,
+            "skipped": self.skipped,
             "repeats": self.repeats,
             "note": self.note,
+            "extra": self.extra,
         }
 
 
@@ -140,12 +189,32 @@ class OneShot:
         return total
 
 
+class SelfTimed:
+    """A ``timeit.Timer`` look-alike for a compiled loop that times itself.
+
+    ``run(number)`` makes ``number`` calls and returns the seconds per call it measured
+    (the Cython consumer's ``time_*`` functions); ``setup()`` runs untimed before it.
+    """
+
+    def __init__(self, run, setup=None):
+        self.run, self.setup = run, setup
+
+    def timeit(self, number=1):
+        if self.setup is not None:
+            self.setup()
+        return self.run(number) * number
+
+
 def best_of(timers, repeat, number, progress):
-    """Best time per call of each timer, repeats interleaved across the timers."""
+    """Best time per call of each timer, repeats interleaved across the timers.
+
+    ``number`` is the calls per repeat: one count for every timer, or a list, one each.
+    """
+    numbers = list(number) if isinstance(number, (list, tuple)) else [number] * len(timers)
     best = [math.inf] * len(timers)
     for r in range(repeat):
         for i, timer in enumerate(timers):
-            best[i] = min(best[i], timer.timeit(number) / number)
+            best[i] = min(best[i], timer.timeit(numbers[i]) / numbers[i])
         progress.tick(r + 1, repeat)
     return best
 
@@ -231,9 +300,15 @@ def case_empty(plan: Plan, progress: Progress) -> list[Result]:
 
 
 def case_step(plan: Plan, progress: Progress) -> list[Result]:
-    """(b) A step with three temporaries the size of the state: arena + reset vs numpy."""
+    """(b) A step with three temporaries the size of the state: arena + reset vs numpy.
+
+    Two arenas: one on transparent huge pages (the configuration this README recommends for
+    arrays of MiBs, and the page kind NumPy's own allocator asks for at 4 MiB and up, so
+    the fair row for the target) and one on 4 KiB pages, shown for reference."""
     x = np.random.default_rng(0).random(plan.step_elements)
-    a = Arena(4 * x.nbytes + 64 * MiB)
+    size_needed = 4 * x.nbytes + 64 * MiB
+    thp = ArenaOptions(size_needed).with_flags(Flags.TRANSPARENT_HUGE_PAGES).reserve()
+    small = Arena(size_needed)
 
     def temporaries(empty_like):
         t1 = empty_like(x)
@@ -243,24 +318,32 @@ def case_step(plan: Plan, progress: Progress) -> list[Result]:
         t3 = empty_like(x)
         np.subtract(t2, t1, out=t3)
 
-    def arena_step():
-        temporaries(a.empty_like)
-        a.reset()
+    def arena_step(a):
+        def run():
+            temporaries(a.empty_like)
+            a.reset()
+        return run
 
     def numpy_step():
         temporaries(np.empty_like)
 
+    timers = [arena_step(thp), arena_step(small), numpy_step]
     try:
-        arena_step()  # first touch of the arena's pages happens here, untimed
-        numpy_step()
-        best = best_of([timeit.Timer(arena_step), timeit.Timer(numpy_step)],
-                       plan.step_repeat, plan.step_number, progress)
+        for timer in timers:  # first touch of the arenas' pages happens here, untimed
+            timer()
+        best = best_of([timeit.Timer(t) for t in timers], plan.step_repeat, plan.step_number,
+                       progress)
     finally:
-        a.close()
+        thp.close()
+        small.close()
     size = _fmt_bytes(x.nbytes)
-    return [Result("step", f"3 x {size} a.empty_like + reset()", best[0],
-                   f"3 x {size} np.empty_like", best[1], 0.3, plan.step_repeat,
-                   "ufunc with out= into each temporary", per="step")]
+    peer = f"3 x {size} np.empty_like"
+    return [Result("step", f"3 x {size} a.empty_like + reset(), THP", best[0], peer, best[2],
+                   0.3, plan.step_repeat, "ufunc with out= into each temporary; target on the "
+                   "THP arena (NumPy's allocator madvises huge pages at 4 MiB and up)",
+                   per="step"),
+            Result("step/4k", f"3 x {size} a.empty_like + reset(), 4 KiB", best[1], peer,
+                   best[2], None, plan.step_repeat, "the same on 4 KiB pages", per="step")]
 
 
 def case_touch(plan: Plan, progress: Progress, how: str) -> list[Result]:
@@ -329,6 +412,237 @@ def case_reset(plan: Plan, progress: Progress) -> list[Result]:
                    "allocations made untimed; arena arrays dropped as made", per="free")]
 
 
+def expression(x, y, steps):
+    """``steps`` steps of the ``numpy_allocator`` case's expression, as a user writes it."""
+    for _ in range(steps):
+        y = np.sqrt(x * 2.0 + y) - np.abs(y - x)
+    return y
+
+
+def expression_out(x, y, steps, scratch, result):
+    """The same ufunc calls :func:`expression` makes, each writing into a preallocated
+    buffer: no allocation at all, the floor any allocator could reach.
+
+    NumPy computes ``x * 2.0 + y`` and ``a - b`` of two temporaries in place (temporary
+    elision, for arrays of 256 KiB and more), so a step is six ufunc calls with four
+    arrays alive at the peak: ``scratch`` (two buffers) for the temporaries, ``result``
+    (two) for the new ``y``, written alternately so that the old ``y`` stays readable.
+    Returns the final ``y``, equal to :func:`expression`'s.
+    """
+    t, u = scratch
+    for k in range(steps):
+        out = result[k & 1]
+        np.multiply(x, 2.0, out=t)
+        np.add(t, y, out=t)
+        np.sqrt(t, out=out)
+        np.subtract(y, x, out=t)
+        np.absolute(t, out=u)
+        np.subtract(out, u, out=out)
+        y = out
+    return y
+
+
+def _numpy_madvises_hugepages() -> bool:
+    """Whether NumPy's default allocator asks for huge pages (MADV_HUGEPAGE, arrays of
+    4 MiB and more; on by default on Linux kernels that support it)."""
+    multiarray = getattr(getattr(np, "_core", None), "multiarray", None)
+    if multiarray is None:  # NumPy 1.x
+        multiarray = np.core.multiarray
+    get = getattr(multiarray, "_get_madvise_hugepage", None)
+    return bool(get()) if get is not None else False
+
+
+def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
+    """(e) An unmodified NumPy expression inside ``a.numpy_allocator()`` against plain NumPy.
+
+    Two arena rows: a plain one (4 KiB pages) and a ``Flags.TRANSPARENT_HUGE_PAGES`` one.
+    The target goes on the row whose pages match the peer's: NumPy's default allocator
+    madvises arrays of 4 MiB and more for huge pages, so where THP is available to it
+    (mode 'always', or 'madvise' with NumPy's madvise on) the THP row compares like with
+    like and the 4 KiB row carries a page-size handicap; otherwise the 4 KiB row does.
+    The compute floors (:func:`expression_out` into 4 KiB-page, THP and ``np.empty``
+    buffers) run interleaved with the rest and go into the notes as floor / plain NumPy.
+
+    The peer depends on the state of glibc's heap: in a fresh process it gives NumPy's
+    8 MiB blocks back to the kernel on free and faults them in again the next step; after
+    many small allocations (the ``reset`` case) the top of the heap is pinned, glibc keeps
+    the blocks and plain NumPy runs at about the floor. The note gives the peer's page
+    faults a step so that a reader can tell which state a run measured.
+    """
+    n, steps = plan.expr_elements, plan.expr_steps
+    rng = np.random.default_rng(0)
+    x, y0 = rng.random(n), rng.random(n)
+    nbytes = x.nbytes
+    thp_flags = Flags.TRANSPARENT_HUGE_PAGES
+    # Room for the four arrays alive at the peak (see expression_out), with slack.
+    plain = Arena(8 * nbytes + 64 * MiB)
+    thp = ArenaOptions(8 * nbytes + 64 * MiB).with_flags(thp_flags).reserve()
+    floor_4k = Arena(4 * nbytes + 64 * MiB)
+    floor_thp = ArenaOptions(4 * nbytes + 64 * MiB).with_flags(thp_flags).reserve()
+    arenas = (plain, thp, floor_4k, floor_thp)
+
+    def in_arena(a):
+        def run(_):
+            with a.numpy_allocator():
+                y = expression(x, y0, steps)
+                del y
+        return OneShot(lambda: None, run)
+
+    def floor(empty):
+        buffers = [empty(n) for _ in range(4)]
+        for b in buffers:
+            b.fill(0.0)  # first touch here, not in a timed run
+
+        def run(_):
+            expression_out(x, y0, steps, buffers[:2], buffers[2:])
+        return OneShot(lambda: None, run), buffers
+
+    floors = timers = None
+    try:
+        floors = [floor(floor_4k.empty), floor(floor_thp.empty), floor(np.empty)]
+        faults = []  # minor page faults of each timed plain-NumPy run
+
+        def numpy_run(_):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            expression(x, y0, steps)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+        timers = [in_arena(plain), in_arena(thp), OneShot(lambda: None, numpy_run)]
+        timers += [timer for timer, _ in floors]
+        # One untimed round first: the arenas commit and touch their pages, glibc settles
+        # its mmap threshold, and every side's code paths are warm.
+        for timer in timers:
+            timer.timeit(1)
+        del faults[:]
+        best = [b / steps for b in best_of(timers, plan.expr_repeat, 1, progress)]
+        numpy_faults = min(faults) / steps
+        high_water = plain.high_water
+        huge = _huge_page_bytes(thp.address, thp.reserved)
+    finally:
+        floors = timers = None  # the floor buffers are views: drop them before closing
+        for a in arenas:
+            a.close()
+    arena_4k, arena_thp, numpy, floor_4k_s, floor_thp_s, floor_np_s = best
+
+    mode = _system.thp_mode()
+    madvise = _numpy_madvises_hugepages()
+    on_thp = mode == "always" or (mode == "madvise" and madvise)
+    why = (f"NumPy's own allocator gets huge pages for arrays >= 4 MiB here (THP mode {mode}, "
+           f"NumPy madvise {'on' if madvise else 'off'}), so only the THP arena matches its "
+           "page kind" if on_thp else
+           f"NumPy's own allocator gets no huge pages here (THP mode {mode}, NumPy madvise "
+           f"{'on' if madvise else 'off'}), so the 4 KiB arena matches its page kind")
+    size = _fmt_bytes(nbytes)
+    arena_label = f"{size} expr in a.numpy_allocator()"
+    peer_label = f"{size} expr, NumPy's allocator"
+    r = lambda s: _fmt_ratio(s / numpy)  # noqa: E731
+    floor_def = ("compute floor (the same 6 ufuncs a step with out= into 4 preallocated "
+                 "buffers, no allocation) / plain NumPy")
+    # glibc either hands NumPy's big blocks back to the kernel on free (a fresh heap: the
+    # next step faults them in again) or keeps them (a heap whose top is pinned, as after
+    # many small allocations): the peer's time depends on which, so say which it was.
+    peer_faults = f"plain NumPy took {numpy_faults:.0f} page faults a step" + (
+        " (glibc kept its freed blocks: little for an allocator to save)"
+        if numpy_faults < 1 else "")
+    note_4k = (f"4 KiB-page arena, high water {high_water / nbytes:.2f} x {size}; {peer_faults}; "
+               f"{floor_def}: "
+               f"{r(floor_4k_s)} in 4 KiB-page buffers, {r(floor_np_s)} in np.empty buffers; "
+               + ("target on the THP row" if on_thp else f"target here: {why}"))
+    note_thp = (f"THP arena, {_fmt_bytes(huge)} on huge pages; compute floor in THP buffers / "
+                f"plain NumPy: {r(floor_thp_s)}; "
+                + (f"target here: {why}" if on_thp else "target on the 4 KiB row"))
+
+    def extra(floor_s, floor_label):
+        return {"floor_seconds": floor_s, "floor_ratio": floor_s / numpy,
+                "floor_label": floor_label, "numpy_floor_seconds": floor_np_s,
+                "numpy_floor_ratio": floor_np_s / numpy, "high_water": high_water,
+                "numpy_minor_faults_per_step": numpy_faults}
+
+    return [
+        Result("numpy_allocator", arena_label, arena_4k, peer_label, numpy,
+               None if on_thp else 0.5, plan.expr_repeat, note_4k, per="step",
+               extra=extra(floor_4k_s, "out= into 4 KiB-page arena buffers")),
+        Result("numpy_allocator/thp", arena_label + ", THP", arena_thp, peer_label, numpy,
+               0.5 if on_thp else None, plan.expr_repeat, note_thp, per="step",
+               extra=extra(floor_thp_s, "out= into THP arena buffers") | {"huge_bytes": huge}),
+    ]
+
+
+_consumer_cache: list = []
+
+
+def _build_consumer():
+    """(module, "") with ``arena.cython_example`` built, or (None, why) when this machine
+    cannot build it: Cython, a C compiler or the Python headers missing. Any other build
+    failure is an error."""
+    if importlib.util.find_spec("Cython") is None:
+        return None, "Cython is not installed"
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    compiler = shlex.split(cc)[0]
+    if shutil.which(compiler) is None:
+        return None, f"no C compiler ({compiler} not found)"
+    include = sysconfig.get_paths()["include"]
+    if not os.path.exists(os.path.join(include, "Python.h")):
+        return None, f"no Python headers ({include}/Python.h missing)"
+    from . import cython_example
+    folder = tempfile.mkdtemp(prefix="arena-bench-")
+    try:
+        return cython_example.build(folder), ""
+    finally:  # the extension stays loaded after its file is gone
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def consumer():
+    """The Cython consumer (``arena.cython_example``) and why not: built once per process."""
+    if not _consumer_cache:
+        _consumer_cache.append(_build_consumer())
+    return _consumer_cache[0]
+
+
+ALLOC_RAW_TARGET = 2e-9  # seconds per call
+
+
+def case_alloc_raw(plan: Plan, progress: Progress) -> list[Result]:
+    """(f) ``alloc_raw`` and the inline ``arena_bump`` called from a third-party Cython
+    module, per allocation. The target is absolute (no peer allocates from C through a
+    comparable API); the ratio against ``np.empty(8)`` is information."""
+    module, why = consumer()
+    nbytes, n = 64, plan.raw_count
+    labels = [("alloc_raw", f"alloc_raw({nbytes}, 16) via cimport", ALLOC_RAW_TARGET),
+              ("alloc_raw/arena_bump", f"arena_bump({nbytes}, 16), inline nogil", None)]
+    peer_label = "np.empty(8, float64)"
+    if module is None:
+        return [Result(name, label, math.nan, peer_label, math.nan, target, 0,
+                       f"skipped: {why}", target_unit="seconds", skipped=True)
+                for name, label, target in labels]
+    a = Arena(n * nbytes + 64 * MiB)
+    try:
+        a.commit(n * nbytes)  # so that the loops time the bump, never a commit
+        committed = a.committed
+        timers = [SelfTimed(lambda k: module.time_alloc_raw(a, k, nbytes)[0], a.reset),
+                  SelfTimed(lambda k: module.time_arena_bump(a, k, nbytes)[0], a.reset),
+                  timeit.Timer("empty(8, f8)", globals={"empty": np.empty, "f8": np.float64})]
+        numbers = [n, n, plan.empty_number]
+        for timer, number in zip(timers, numbers):
+            timer.timeit(min(number, 100_000))
+        best = best_of(timers, plan.raw_repeat, numbers, progress)
+        grew = a.committed != committed
+        a.reset()
+    finally:
+        a.close()
+    count = f"{n:.0e}".replace("e+0", "e") if n >= 10_000 else str(n)
+    how = (f"{count} calls a repeat from arena.cython_example (built once), arena committed "
+           f"up front{' (but it grew: the loop included a commit)' if grew else ''} and "
+           "reset between repeats")
+    notes = [f"target is the time itself (<= {_fmt_time(ALLOC_RAW_TARGET)} a call), 'met' "
+             "judges that: no peer allocates from C through a comparable API; the ratio to "
+             f"np.empty(8) (a Python call making an ndarray) is information only; {how}",
+             "the inline bump alone, without the GIL; no target"]
+    return [Result(name, label, seconds, peer_label, best[2], target, plan.raw_repeat, note,
+                   target_unit="seconds")
+            for (name, label, target), seconds, note in zip(labels, best[:2], notes)]
+
+
 # -- reporting ------------------------------------------------------------------------------
 
 
@@ -371,10 +685,19 @@ def render(results: list[Result], header: str) -> str:
     """The results as an aligned text table, followed by each row's note."""
     rows = [("case", "per", "arena", "time", "peer", "time", "ratio", "target", "met")]
     for r in results:
-        rows.append((r.case, r.per, r.arena_label, _fmt_time(r.arena_seconds), r.peer_label,
-                     _fmt_time(r.peer_seconds), _fmt_ratio(r.ratio),
-                     "-" if r.target is None else f"<= {r.target:g}",
-                     "-" if r.met is None else ("yes" if r.met else "no")))
+        if r.target is None:
+            target = "-"
+        elif r.target_unit == "seconds":
+            target = f"<= {_fmt_time(r.target)}"
+        else:
+            target = f"<= {r.target:g}"
+        if r.skipped:
+            times, met = ("-", "-", "-"), "skipped"
+        else:
+            times = (_fmt_time(r.arena_seconds), _fmt_time(r.peer_seconds), _fmt_ratio(r.ratio))
+            met = "-" if r.met is None else ("yes" if r.met else "no")
+        rows.append((r.case, r.per, r.arena_label, times[0], r.peer_label, times[1], times[2],
+                     target, met))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     right = {3, 5, 6}
     lines = [header, ""]
@@ -386,7 +709,8 @@ def render(results: list[Result], header: str) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
     lines.append("time: best of the repeats, per the unit in 'per'; ratio: arena time / "
-                 "peer time; met: ratio <= target")
+                 "peer time; met: ratio <= target (arena time <= target where the target "
+                 "is a time)")
     for r in results:
         if r.note:
             lines.append(f"{r.case}: {r.note}")
@@ -425,9 +749,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fewer repeats (same sizes): about half the time")
     parser.add_argument("--cases", type=_case_list, default=CASES, metavar="LIST",
                         help=f"comma-separated subset of {','.join(CASES)} (default: all)")
-    parser.add_argument("--touch", choices=("fill", "stride"), default="fill",
-                        help="touch case: write every byte (fill, default) or one byte a "
-                             "4 KiB page (stride: page faults alone)")
+    parser.add_argument("--touch", choices=("fill", "stride"), default="stride",
+                        help="touch case: one byte a 4 KiB page (stride, default: the first "
+                             "touch of every page, page faults alone) or every byte (fill: "
+                             "adds a 512 MiB memset to both sides)")
     # Tiny sizes and single repeats, for the test suite: the figures mean nothing.
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
 
@@ -446,11 +771,18 @@ def run(args: argparse.Namespace) -> int:
             rows = case_step(plan, progress)
         elif case == "touch":
             rows = case_touch(plan, progress, args.touch)
-        else:
+        elif case == "reset":
             rows = case_reset(plan, progress)
+        elif case == "numpy_allocator":
+            rows = case_numpy_allocator(plan, progress)
+        else:
+            rows = case_alloc_raw(plan, progress)
         head = rows[0]
-        progress.done(f"arena {_fmt_time(head.arena_seconds)}, peer "
-                      f"{_fmt_time(head.peer_seconds)}, ratio {_fmt_ratio(head.ratio)}")
+        if head.skipped:
+            progress.done(head.note)
+        else:
+            progress.done(f"arena {_fmt_time(head.arena_seconds)}, peer "
+                          f"{_fmt_time(head.peer_seconds)}, ratio {_fmt_ratio(head.ratio)}")
         results.extend(rows)
     env = _environment(plan_name)
     if args.json:
