@@ -36,7 +36,10 @@ def test_info_json_matches_system_info():
 
 def test_bad_arguments_one_line_error():
     out = run("frobnicate")
-    assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "invalid choice" in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "invalid choice" in out.stderr and len(out.stderr.splitlines()) == 1
+    for bad in (["demo", "--size", "-3"], ["bench", "--cases", "nope"], ["info", "--frob"]):
+        out = run(*bad)
+        assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, (bad, out.stderr)
     out = run("--help")
     assert out.returncode == 0 and "info" in out.stdout

@@ -42,10 +42,10 @@ cdef class _Frame:
 
 
 cdef class Mark:
-    cdef readonly object arena
+    cdef object owner
     cdef Py_ssize_t level
     cdef Py_ssize_t serial
-    cdef readonly size_t offset
+    cdef size_t start
 
 
 ctypedef struct Block:
@@ -73,7 +73,7 @@ cdef class Arena:
     cdef list frames_rw
     cdef list frames_ro
     cdef object dtype_key, dtype_val, dtype_key2, dtype_val2
-    cdef readonly object options
+    cdef object opts
 
     cdef void* alloc_slow(self, size_t nbytes, size_t align) except NULL
 

@@ -23,17 +23,45 @@ cnp.import_array()
 
 
 class ArenaError(Exception):
-    """Base class of the arena's own errors."""
+    """Base class of the arena's own errors.
+
+    Examples
+    --------
+    >>> import arena
+    >>> issubclass(arena.ArenaFullError, arena.ArenaError)
+    True
+    """
 
 
 class ArenaFullError(ArenaError, MemoryError):
-    """An allocation does not fit in what is left of the reservation."""
+    """An allocation does not fit in what is left of the reservation (a MemoryError).
+
+    Examples
+    --------
+    >>> import arena
+    >>> a = arena.Arena(4096)
+    >>> try:
+    ...     a.alloc(4097)
+    ... except MemoryError as exc:
+    ...     print(type(exc).__name__, a.used)
+    ArenaFullError 0
+    """
 
 
 class CommitError(ArenaError, MemoryError):
     """The operating system refused to commit memory (commit charge, rlimit, hugetlb pool).
 
-    ``errno`` holds the error number the system call returned."""
+    ``errno`` holds the error number the system call returned. Raised, for example, when
+    RLIMIT_DATA or the commit charge refuses an ``mprotect``, when a hugetlb pool runs out
+    (``MADV_POPULATE_WRITE`` fails instead of a SIGBUS), or when mlock hits RLIMIT_MEMLOCK.
+
+    Examples
+    --------
+    >>> import errno, arena
+    >>> exc = arena.CommitError(errno.ENOMEM, "the OS refused to back 2097152 bytes")
+    >>> isinstance(exc, MemoryError), exc.errno == errno.ENOMEM
+    (True, True)
+    """
 
     def __init__(self, errno, message):
         super().__init__(message)
@@ -110,10 +138,32 @@ cdef class _Frame:
 
 
 cdef class Mark:
-    """A checkpoint from :meth:`Arena.mark`, for :meth:`Arena.release`."""
+    """A checkpoint from :meth:`Arena.mark`, for :meth:`Arena.release`.
+
+    ``arena`` is the arena it belongs to and ``offset`` the bump pointer when it was taken.
+
+    Examples
+    --------
+    >>> import arena
+    >>> a = arena.Arena(1 << 20)
+    >>> x = a.alloc(100)
+    >>> m = a.mark()
+    >>> m.offset, m.arena is a
+    (100, True)
+    """
+
+    @property
+    def arena(self):
+        """The :class:`Arena` this mark belongs to."""
+        return self.owner
+
+    @property
+    def offset(self):
+        """The bump pointer (bytes from the arena's start) when the mark was taken."""
+        return self.start
 
     def __repr__(self):
-        return f"<arena.Mark level={self.level} offset={self.offset}>"
+        return f"<arena.Mark level={self.level} offset={self.start}>"
 
 
 cdef class _Scope:
@@ -259,7 +309,7 @@ cdef class Arena:
                             f"not {type(size_or_options).__name__}")
         if not isinstance(protection, Protection):
             raise TypeError("protection must be a Protection")
-        self.options = options
+        self.opts = options
         self.prot = int(protection)
         if (self.prot & PROT_WRITE) and (self.prot & PROT_EXEC) and \
                 UnsafeFlags.JIT not in options.unsafe_flags:
@@ -287,7 +337,7 @@ cdef class Arena:
         cdef void* hint = NULL
         cdef void* p
         cdef char* start
-        options = self.options
+        options = self.opts
         if options.file is not None:
             if self.hugetlb:
                 raise ValueError("explicit huge pages need anonymous memory: drop with_file "
@@ -1073,9 +1123,9 @@ cdef class Arena:
         """
         self.check_open()
         cdef Mark m = Mark()
-        m.arena = self
+        m.owner = self
         m.level = PyList_GET_SIZE(self.frames_rw)
-        m.offset = self.nused
+        m.start = self.nused
         self._push_frame(self.nused)
         m.serial = (<_Frame>self.frames_rw[m.level]).serial
         return m
@@ -1086,9 +1136,24 @@ cdef class Arena:
         Free everything allocated since ``mark`` (and every later mark). BufferError while
         views allocated since then are alive; ValueError for a mark already released or
         from another arena.
+
+        Examples
+        --------
+        >>> import arena
+        >>> a = arena.Arena(1 << 20)
+        >>> m = a.mark()
+        >>> t = a.zeros(10)
+        >>> a.release(m)
+        Traceback (most recent call last):
+            ...
+        BufferError: cannot release: 1 view(s) allocated since the mark are still alive (drop them first, e.g. with del)
+        >>> del t
+        >>> a.release(m)
+        >>> a.used
+        0
         """
         self.check_open()
-        if mark.arena is not self:
+        if mark.owner is not self:
             raise ValueError("the mark belongs to another arena")
         cdef Py_ssize_t level = mark.level
         if level >= PyList_GET_SIZE(self.frames_rw) or \
@@ -1161,6 +1226,18 @@ cdef class Arena:
 
         Unmap the arena; idempotent. BufferError while views are alive. Afterwards every
         use raises ValueError.
+
+        Examples
+        --------
+        >>> import arena
+        >>> a = arena.Arena(1 << 20)
+        >>> a.close(); a.close()
+        >>> a.closed
+        True
+        >>> a.zeros(1)
+        Traceback (most recent call last):
+            ...
+        ValueError: the arena is closed
         """
         if self.base == NULL:
             return
@@ -1187,6 +1264,11 @@ cdef class Arena:
         except BufferError:
             pass
         return False
+
+    @property
+    def options(self):
+        """The :class:`ArenaOptions` the arena was made from."""
+        return self.opts
 
     @property
     def closed(self):
@@ -1221,6 +1303,15 @@ cdef class Arena:
 
         Return committed pages above the bump pointer to the OS: ``committed`` shrinks to
         the page holding the last used byte and RSS drops.
+
+        Examples
+        --------
+        >>> import arena
+        >>> a = arena.Arena(1 << 30)
+        >>> x = a.alloc(100)
+        >>> a.commit(64 << 20); a.decommit()
+        >>> a.committed
+        4096
         """
         self.check_open()
         self._decommit_above(self.nused)
@@ -1230,8 +1321,7 @@ cdef class Arena:
         if keep >= self.ncommitted:
             return
         self._uncommit(keep, self.ncommitted, True)
-        if self.ncommitted > self.high_water_before:
-            self.high_water_before = max(self.high_water_before, self.touched)
+        self.high_water_before = max(self.high_water_before, self.touched)
         if not self.file_backed and self.touched > keep:
             self.touched = max(keep, used)
         self.ncommitted = keep
@@ -1246,12 +1336,19 @@ cdef class Arena:
 
         mlock the committed range, and every page committed from now on, until
         :meth:`unlock`. MemoryError if RLIMIT_MEMLOCK does not allow it.
+
+        Examples
+        --------
+        >>> import arena
+        >>> a = arena.Arena(1 << 20)
+        >>> a.commit(4096); a.lock(); a.unlock()
         """
         self.check_open()
         cdef int err
         if self.ncommitted and mlock(self.base, self.ncommitted) != 0:
             err = errno
-            munlock(self.base, self.ncommitted)
+            if not (self.locked or (self.flags & F_LOCKED)):  # undo a partial lock only
+                munlock(self.base, self.ncommitted)
             raise os_error(err, f"mlock of {self.ncommitted} bytes")
         self.locked = True
 
@@ -1259,6 +1356,7 @@ cdef class Arena:
         """unlock()
 
         munlock the committed range; later commits are not locked (unless ``Flags.LOCKED``).
+        See :meth:`lock`.
         """
         self.check_open()
         cdef int err
@@ -1272,6 +1370,17 @@ cdef class Arena:
 
         msync ``[offset, offset + size)`` of a file-backed arena to its file (the whole
         committed range by default). ValueError if the range is not committed.
+
+        Examples
+        --------
+        >>> import arena
+        >>> a = arena.Arena(1 << 20)
+        >>> x = a.zeros(10)
+        >>> a.flush(0, 80, asynchronous=True)
+        >>> a.flush(0, 1 << 30)
+        Traceback (most recent call last):
+            ...
+        ValueError: flush range [0, 0+1073741824) is outside the 4096 committed bytes
         """
         self.check_open()
         if isinstance(offset, bool) or isinstance(size, bool):
@@ -1299,7 +1408,7 @@ cdef class Arena:
         cdef Py_ssize_t live
         self.check_open()
         if (prot & PROT_WRITE) and (prot & PROT_EXEC) and \
-                UnsafeFlags.JIT not in self.options.unsafe_flags:
+                UnsafeFlags.JIT not in self.opts.unsafe_flags:
             raise PermissionError("writable and executable pages need UnsafeFlags.JIT (W^X)")
         if forbid_views:
             live = self.views_since(0, forbid_views == 1)
@@ -1324,33 +1433,79 @@ cdef class Arena:
     def make_none(self):
         """make_none()
 
-        Make the arena inaccessible. BufferError while any view is alive."""
+        Make the arena inaccessible. BufferError while any view is alive.
+
+        Examples
+        --------
+        >>> import arena
+        >>> a = arena.Arena(1 << 20)
+        >>> a.make_none(); a.protection.name
+        'NONE'
+        >>> a.view(0, 0)
+        Traceback (most recent call last):
+            ...
+        ValueError: the arena is not readable: no views until make_read_only() or make_mut()
+        """
         self._protect(PROT_NONE, 2, "make the arena inaccessible")
 
     def make_read_only(self):
         """make_read_only()
 
         Make the arena read-only. BufferError while a writable view is alive; views made
-        afterwards are read-only arrays."""
+        afterwards are read-only arrays.
+
+        Examples
+        --------
+        >>> import arena
+        >>> a = arena.Arena(1 << 20)
+        >>> off = a.offset_of(a.full(4, 2.0))
+        >>> a.make_read_only()
+        >>> v = a.view(off, 4); v.flags.writeable, float(v.sum())
+        (False, 8.0)
+        """
         self._protect(PROT_READ, 1, "make the arena read-only")
 
     def make_mut(self):
         """make_mut()
 
-        Make the arena read/write."""
+        Make the arena read/write (read-only views stay read-only arrays).
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> a = ArenaOptions(1 << 20).map()
+        >>> a.make_mut(); a.zeros(1)
+        array([0.])
+        """
         self._protect(RW, 0, "make the arena writable")
 
     def make_exec(self):
         """make_exec()
 
-        Make the arena read/execute. BufferError while a writable view is alive."""
+        Make the arena read/execute. BufferError while a writable view is alive.
+
+        Examples
+        --------
+        >>> import arena
+        >>> a = arena.Arena(1 << 20)
+        >>> a.make_exec(); a.protection.name
+        'READ_EXECUTE'
+        """
         self._protect(PROT_READ | PROT_EXEC, 1, "make the arena executable")
 
     def make_exec_mut(self):
         """make_exec_mut()
 
         Make the arena read/write/execute; PermissionError unless the arena was made with
-        ``UnsafeFlags.JIT``."""
+        ``UnsafeFlags.JIT``.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions, UnsafeFlags
+        >>> a = ArenaOptions(1 << 20).with_unsafe_flags(UnsafeFlags.JIT).reserve()
+        >>> a.make_exec_mut(); a.protection.name
+        'READ_WRITE_EXECUTE'
+        """
         self._protect(RW | PROT_EXEC, 0, "make the arena writable and executable")
 
     @property

@@ -14,7 +14,15 @@ from . import _system
 
 
 class Flags(enum.IntFlag):
-    """Memory-policy flags for :meth:`ArenaOptions.with_flags`."""
+    """Memory-policy flags for :meth:`ArenaOptions.with_flags`; combine them with ``|``.
+
+    Examples
+    --------
+    >>> from arena import ArenaOptions, Flags
+    >>> opts = ArenaOptions(1 << 30).with_flags(Flags.TRANSPARENT_HUGE_PAGES | Flags.POPULATE)
+    >>> Flags.POPULATE in opts.flags
+    True
+    """
 
     SHARED = 1 << 0
     POPULATE = 1 << 1
@@ -29,14 +37,32 @@ class Flags(enum.IntFlag):
 
 
 class UnsafeFlags(enum.IntFlag):
-    """Flags that give up a safety guarantee, for :meth:`ArenaOptions.with_unsafe_flags`."""
+    """Flags that give up a safety guarantee, for :meth:`ArenaOptions.with_unsafe_flags`.
+
+    ``MAP_FIXED`` makes :meth:`ArenaOptions.with_address` binding (replacing whatever is
+    mapped there); ``JIT`` allows pages that are writable and executable at once.
+
+    Examples
+    --------
+    >>> from arena import ArenaOptions, UnsafeFlags
+    >>> jit = ArenaOptions(1 << 20).with_unsafe_flags(UnsafeFlags.JIT).map_exec_mut()
+    >>> jit.protection.name
+    'READ_WRITE_EXECUTE'
+    """
 
     MAP_FIXED = 1 << 0
     JIT = 1 << 1
 
 
 class PageSize(enum.IntEnum):
-    """Page sizes in bytes, for :meth:`ArenaOptions.with_page_size`."""
+    """Page sizes in bytes, for :meth:`ArenaOptions.with_page_size`.
+
+    Examples
+    --------
+    >>> from arena import PageSize
+    >>> PageSize.SIZE_2M == 2 * 1024 * 1024
+    True
+    """
 
     SIZE_4K = 1 << 12
     SIZE_64K = 1 << 16
@@ -54,7 +80,15 @@ class PageSize(enum.IntEnum):
 
 
 class Protection(enum.IntFlag):
-    """Page protection; the values are Linux's ``PROT_*`` bits."""
+    """Page protection; the values are Linux's ``PROT_*`` bits.
+
+    Examples
+    --------
+    >>> import arena
+    >>> a = arena.Arena(1 << 20)
+    >>> a.protection == arena.Protection.READ | arena.Protection.WRITE
+    True
+    """
 
     NONE = 0
     READ = 1
@@ -192,6 +226,16 @@ class ArenaOptions:
         """Place the arena at ``address`` (a hint; binding only with ``UnsafeFlags.MAP_FIXED``).
 
         The address must be a multiple of the allocation granularity; None removes it.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).with_address(0x7e0000000000).address == 0x7e0000000000
+        True
+        >>> ArenaOptions(1 << 20).with_address(4097)
+        Traceback (most recent call last):
+            ...
+        ValueError: address 0x1001 is not a multiple of the allocation granularity 4096
         """
         if address is not None:
             address = _index(address, "address")
@@ -207,6 +251,18 @@ class ArenaOptions:
 
         ``offset`` (bytes into the file) must be a multiple of the page size. Committing
         grows the file; existing contents are kept and count as used.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from arena import ArenaOptions, Flags
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.bin")
+        >>> a = ArenaOptions(1 << 20).with_file(path).with_flags(Flags.SHARED).reserve()
+        >>> x = a.full(3, 7, dtype="u1")
+        >>> a.flush()
+        >>> with open(path, "rb") as f:
+        ...     f.read(3)
+        b'\\x07\\x07\\x07'
         """
         offset = _index(offset, "offset")
         if offset < 0 or offset >= MAX_SIZE:
@@ -231,13 +287,31 @@ class ArenaOptions:
         return self._replace(_file=file, _offset=offset)
 
     def with_flags(self, flags: Flags) -> ArenaOptions:
-        """OR ``flags`` (:class:`Flags`) into the current flags."""
+        """OR ``flags`` (:class:`Flags`) into the current flags.
+
+        Flags that exclude each other (``HUGE_PAGES`` with ``TRANSPARENT_HUGE_PAGES``,
+        ``SEQUENTIAL`` with ``RANDOM_ACCESS``) raise ValueError here.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions, Flags
+        >>> o = ArenaOptions(1 << 20).with_flags(Flags.POPULATE).with_flags(Flags.NO_CORE_DUMP)
+        >>> o.flags == Flags.POPULATE | Flags.NO_CORE_DUMP
+        True
+        """
         flags = self._flags | _as_flag(flags, Flags, "flags")
         _check_flag_combination(flags, self._page_size)
         return self._replace(_flags=flags)
 
     def with_unsafe_flags(self, flags: UnsafeFlags) -> ArenaOptions:
-        """OR ``flags`` (:class:`UnsafeFlags`) into the current unsafe flags."""
+        """OR ``flags`` (:class:`UnsafeFlags`) into the current unsafe flags.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions, UnsafeFlags
+        >>> ArenaOptions(1 << 20).with_unsafe_flags(UnsafeFlags.JIT).unsafe_flags.name
+        'JIT'
+        """
         return self._replace(_unsafe_flags=self._unsafe_flags | _as_flag(flags, UnsafeFlags,
                                                                          "unsafe flags"))
 
@@ -246,6 +320,15 @@ class ArenaOptions:
 
         ``size`` is a :class:`PageSize` or an int; a size the kernel does not offer raises
         ValueError naming the sizes it does. The base page size means no hugetlb pages.
+        Committing hugetlb memory when the pool is empty raises MemoryError, never SIGBUS.
+
+        Examples
+        --------
+        >>> import arena
+        >>> from arena import ArenaOptions, PageSize
+        >>> o = ArenaOptions(5 << 20).with_page_size(PageSize.SIZE_2M)
+        >>> o.page_size, o.size    # the size is rounded to whole huge pages
+        (2097152, 6291456)
         """
         size = _index(size, "page size")
         offered = _system.page_sizes()
@@ -257,14 +340,30 @@ class ArenaOptions:
         return self._replace(_page_size=page)
 
     def with_commit_step(self, nbytes: int) -> ArenaOptions:
-        """Commit memory in steps of ``nbytes`` (rounded up to the page size in use)."""
+        """Commit memory in steps of ``nbytes`` (rounded up to the page size in use).
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 30).with_commit_step(10000).commit_step
+        12288
+        """
         nbytes = _index(nbytes, "commit step")
         if nbytes <= 0 or nbytes > MAX_SIZE:
             raise ValueError(f"commit step must be in (0, 2**62], got {nbytes}")
         return self._replace(_commit_step=nbytes)
 
     def with_alignment(self, nbytes: int) -> ArenaOptions:
-        """Default alignment of sub-allocations: a power of two up to the page size."""
+        """Default alignment of sub-allocations: a power of two up to the page size.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> a = ArenaOptions(1 << 20).with_alignment(256).reserve()
+        >>> x = a.alloc(1); y = a.alloc(1)
+        >>> a.offset_of(y)
+        256
+        """
         nbytes = _index(nbytes, "alignment")
         if nbytes <= 0 or nbytes & (nbytes - 1):
             raise ValueError(f"alignment must be a power of two, got {nbytes}")
@@ -282,10 +381,12 @@ class ArenaOptions:
 
     @property
     def flags(self) -> Flags:
+        """The :class:`Flags` set so far."""
         return self._flags
 
     @property
     def unsafe_flags(self) -> UnsafeFlags:
+        """The :class:`UnsafeFlags` set so far."""
         return self._unsafe_flags
 
     @property
@@ -306,49 +407,100 @@ class ArenaOptions:
 
     @property
     def commit_step(self) -> int:
+        """Bytes committed at a time, rounded up to :attr:`page_size`."""
         return _round_up(self._commit_step, self.page_size)
 
     @property
     def alignment(self) -> int:
+        """Default alignment of sub-allocations in bytes."""
         return self._alignment
 
     @property
     def address(self) -> int | None:
+        """The placement address, or None."""
         return self._address
 
     @property
     def file(self):
+        """The backing file as given to :meth:`with_file` (path, file object or fd), or None."""
         return self._file
 
     @property
     def offset(self) -> int:
+        """Bytes into the backing file where the arena starts."""
         return self._offset
 
     # -- build -----------------------------------------------------------------------------
 
     def reserve(self):
-        """Reserve the arena; committed pages are read/write. Same as :meth:`map_mut`."""
+        """Reserve the arena; committed pages are read/write. Same as :meth:`map_mut`.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> a = ArenaOptions(1 << 30).reserve()
+        >>> a.reserved, a.committed, a.protection.name
+        (1073741824, 0, 'READ_WRITE')
+        """
         return _arena_class()(self, Protection.READ_WRITE)
 
     def map_mut(self):
-        """Reserve the arena; committed pages are read/write."""
+        """Reserve the arena; committed pages are read/write.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).map_mut().protection.name
+        'READ_WRITE'
+        """
         return _arena_class()(self, Protection.READ_WRITE)
 
     def map(self):
         """Reserve the arena with committed pages read-only (for example a file viewed
-        read-only: its arrays are read-only views)."""
+        read-only: its arrays are read-only views). Allocations raise ValueError.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).map().protection.name
+        'READ'
+        """
         return _arena_class()(self, Protection.READ)
 
     def map_none(self):
-        """Reserve the arena with committed pages inaccessible until a ``make_*`` call."""
+        """Reserve the arena with committed pages inaccessible until a ``make_*`` call.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> a = ArenaOptions(1 << 20).map_none()
+        >>> a.make_mut(); a.zeros(2)
+        array([0., 0.])
+        """
         return _arena_class()(self, Protection.NONE)
 
     def map_exec(self):
-        """Reserve the arena with committed pages read/execute."""
+        """Reserve the arena with committed pages read/execute.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).map_exec().protection.name
+        'READ_EXECUTE'
+        """
         return _arena_class()(self, Protection.READ_EXECUTE)
 
     def map_exec_mut(self):
-        """Reserve the arena read/write/execute; PermissionError unless ``UnsafeFlags.JIT``."""
+        """Reserve the arena read/write/execute; PermissionError unless ``UnsafeFlags.JIT``.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).map_exec_mut()
+        Traceback (most recent call last):
+            ...
+        PermissionError: writable and executable pages need UnsafeFlags.JIT (W^X)
+        """
         return _arena_class()(self, Protection.READ_WRITE_EXECUTE)
 
 
