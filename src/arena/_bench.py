@@ -138,7 +138,7 @@ class Result:
         if self.target is None or self.skipped:
             return None
         value = self.arena_seconds if self.target_unit == "seconds" else self.ratio
-        return value <= self.target
+        return value is not None and value <= self.target
 
     def as_dict(self) -> dict:
         seconds = (lambda s: None if self.skipped else s)
@@ -268,7 +268,7 @@ def case_empty(plan: Plan, progress: Progress) -> list[Result]:
         # (row name, peer label, note) for each peer timer after the arena's.
         peers = [("empty", "np.empty(8, float64)", "")]
         try:
-            import pyarrow  # type: ignore[import-untyped]
+            import pyarrow  # type: ignore  # optional peer, untyped or absent
         except ImportError:
             pass
         else:
@@ -280,7 +280,7 @@ def case_empty(plan: Plan, progress: Progress) -> list[Result]:
                           f"pyarrow's default ({pyarrow.default_memory_pool().backend_name}) "
                           "memory pool"))
         try:
-            from cymem.cymem import Address  # type: ignore[import-untyped]
+            from cymem.cymem import Address  # type: ignore  # optional peer
         except ImportError:
             pass
         else:
@@ -447,7 +447,7 @@ def _numpy_madvises_hugepages() -> bool:
     4 MiB and more; on by default on Linux kernels that support it)."""
     multiarray = getattr(getattr(np, "_core", None), "multiarray", None)
     if multiarray is None:  # NumPy 1.x
-        multiarray = np.core.multiarray
+        multiarray = np.core.multiarray  # type: ignore[attr-defined]
     get = getattr(multiarray, "_get_madvise_hugepage", None)
     return bool(get()) if get is not None else False
 
@@ -619,7 +619,7 @@ def case_alloc_raw(plan: Plan, progress: Progress) -> list[Result]:
     try:
         a.commit(n * nbytes)  # so that the loops time the bump, never a commit
         committed = a.committed
-        timers = [SelfTimed(lambda k: module.time_alloc_raw(a, k, nbytes)[0], a.reset),
+        timers: list = [SelfTimed(lambda k: module.time_alloc_raw(a, k, nbytes)[0], a.reset),
                   SelfTimed(lambda k: module.time_arena_bump(a, k, nbytes)[0], a.reset),
                   timeit.Timer("empty(8, f8)", globals={"empty": np.empty, "f8": np.float64})]
         numbers = [n, n, plan.empty_number]
@@ -660,7 +660,9 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _fmt_ratio(r: float) -> str:
+def _fmt_ratio(r: float | None) -> str:
+    if r is None:
+        return "-"
     return f"{r:.3f}" if r >= 0.01 else f"{r:.1e}"
 
 

@@ -403,10 +403,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="N", help=f"grid cells per side (default {DEFAULT_SIZE})")
     parser.add_argument("--steps", type=_int_at_least(1), default=DEFAULT_STEPS, metavar="S",
                         help=f"time steps per variant (default {DEFAULT_STEPS})")
-    parser.add_argument("--huge-pages", choices=HUGE_PAGE_CHOICES, default="none",
+    # NumPy madvises huge pages for its own arrays of 4 MiB and up, so a THP arena is the
+    # like-for-like default wherever the kernel has transparent huge pages.
+    default_pages = "thp" if _system.thp_mode() in ("always", "madvise") else "none"
+    parser.add_argument("--huge-pages", choices=HUGE_PAGE_CHOICES, default=default_pages,
                         help="page kind backing the arena: none (4 KiB pages), thp "
                              "(Flags.TRANSPARENT_HUGE_PAGES) or hugetlb (with_page_size(2 MiB); "
-                             "needs a filled hugetlb pool). Default: none")
+                             "needs a filled hugetlb pool). Default: thp where the kernel has "
+                             f"transparent huge pages, else none (here: {default_pages})")
     parser.add_argument("--seed", type=_int_at_least(0), default=0,
                         help="seed of the initial condition (default 0)")
     parser.add_argument("--json", action="store_true",
