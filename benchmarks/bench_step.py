@@ -15,6 +15,8 @@ and a transparent-huge-page arena; and the compute floor, the same ufuncs writin
 import numpy as np
 
 from arena import Arena
+from arena._bench import expression
+from arena._bench import expression_out as _expression_out
 
 from .common import MiB, arena_options, warm_arena
 
@@ -73,29 +75,10 @@ class Step:
             step(self.x, a.empty_like)
 
 
-def expression(x, y, steps):
-    """``steps`` steps of the expression, unmodified NumPy."""
-    for _ in range(steps):
-        y = np.sqrt(x * 2.0 + y) - np.abs(y - x)
-    return y
-
-
 def expression_out(x, y, steps, buffers):
-    """The ufunc calls :func:`expression` makes, each into a preallocated buffer (no
-    allocation at all). NumPy elides the temporaries of ``x * 2.0 + y`` and of the final
-    subtraction (arrays of 256 KiB and more), so a step is six ufuncs with four arrays
-    alive at the peak: two scratch buffers and two for ``y``, written alternately."""
+    """:func:`arena._bench.expression_out` with the four buffers in one tuple."""
     t, u, r0, r1 = buffers
-    for k in range(steps):
-        out = r1 if k & 1 else r0
-        np.multiply(x, 2.0, out=t)
-        np.add(t, y, out=t)
-        np.sqrt(t, out=out)
-        np.subtract(y, x, out=t)
-        np.absolute(t, out=u)
-        np.subtract(out, u, out=out)
-        y = out
-    return y
+    return _expression_out(x, y, steps, (t, u), (r0, r1))
 
 
 # Per process and allocator: (arena for numpy_allocator, floor buffers). Made and warmed
@@ -120,8 +103,7 @@ def _expr_memory(allocator):
             b.fill(0.0)  # first touch here, not in a timed call
         if arena is not None:  # commit and touch the arena's pages untimed
             with arena.numpy_allocator():
-                y = expression(x, state_y(), 2)
-                del y
+                expression(x, state_y(), 2)
         got = _expr_cache[allocator] = (arena, buffers)
     return got
 

@@ -10,8 +10,8 @@ import numpy as np
 
 import arena
 from arena import ArenaOptions, Flags, PageSize
+from arena._system import mapping_stats
 
-KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 
@@ -121,19 +121,8 @@ def resident_bytes(address, length):
 def huge_page_bytes(address, length):
     """Bytes backed by huge pages (transparent or hugetlb) in mappings overlapping the range.
 
-    From ``/proc/self/smaps``: ``AnonHugePages`` plus ``Private_Hugetlb``/``Shared_Hugetlb``.
     Mappings that asked for huge pages carry their own VMA flags, so the kernel does not
     merge them with neighbours and the overlap is the arena's alone.
     """
-    end = address + length
-    total = 0
-    inside = False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split(None, 1)[0]
-            if not head.endswith(":"):
-                lo, hi = (int(v, 16) for v in head.split("-"))
-                inside = lo < end and hi > address
-            elif inside and head in ("AnonHugePages:", "Private_Hugetlb:", "Shared_Hugetlb:"):
-                total += int(line.split()[1]) * KiB
-    return total
+    m = mapping_stats(address, length)
+    return sum(m.get(k, 0) for k in ("AnonHugePages", "Private_Hugetlb", "Shared_Hugetlb"))

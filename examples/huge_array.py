@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 
-import arena
 from arena import ArenaOptions, Flags, PageSize
 
 

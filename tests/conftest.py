@@ -9,6 +9,8 @@ import textwrap
 
 import pytest
 
+from arena._system import mapping_stats
+
 
 def run_child(code: str, timeout: float = 120, env: dict | None = None):
     """Run ``code`` in a fresh interpreter; crash-prone scenarios go here so that a SIGBUS
@@ -25,22 +27,8 @@ def check_child(code: str, **kwargs) -> str:
 
 
 def smaps(start: int, end: int, pid: str = "self") -> dict:
-    """Sum the kB fields of every mapping in ``[start, end)`` of ``/proc/<pid>/smaps``, in
-    bytes, and collect their VmFlags."""
-    totals: dict = {"VmFlags": set(), "mappings": 0}
-    inside = False
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            head = line.split()
-            if "-" in head[0] and len(head[0].split("-")) == 2 and ":" not in head[0]:
-                lo, hi = (int(x, 16) for x in head[0].split("-"))
-                inside = lo < end and hi > start
-                totals["mappings"] += inside
-            elif inside and head[0] == "VmFlags:":
-                totals["VmFlags"].update(head[1:])
-            elif inside and len(head) == 3 and head[2] == "kB":
-                totals[head[0][:-1]] = totals.get(head[0][:-1], 0) + int(head[1]) * 1024
-    return totals
+    """kB fields (in bytes), VmFlags and mapping count of ``[start, end)`` from smaps."""
+    return mapping_stats(start, end - start, pid)
 
 
 def rss() -> int:

@@ -2,7 +2,6 @@
 VmFlags, RSS, and the hugetlb pool's counters."""
 import os
 
-import numpy as np
 import pytest
 
 import arena

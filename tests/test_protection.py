@@ -1,5 +1,4 @@
 """Protection changes, the view rules that guard them, and W^X."""
-import numpy as np
 import pytest
 
 from arena import Arena, ArenaOptions, Protection, UnsafeFlags

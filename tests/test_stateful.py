@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from arena import Arena, ArenaFullError, ArenaOptions
+from arena import ArenaFullError, ArenaOptions
 
 settings.register_profile("ci", max_examples=200, stateful_step_count=50, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])

@@ -668,19 +668,10 @@ def _fmt_ratio(r: float | None) -> str:
 
 def _huge_page_bytes(address: int, length: int) -> int:
     """AnonHugePages of the mappings overlapping the range, from /proc/self/smaps."""
-    end, total, inside = address + length, 0, False
     try:
-        with open("/proc/self/smaps") as f:
-            for line in f:
-                head = line.split(None, 1)[0]
-                if not head.endswith(":"):
-                    lo, hi = (int(v, 16) for v in head.split("-"))
-                    inside = lo < end and hi > address
-                elif inside and head == "AnonHugePages:":
-                    total += int(line.split()[1]) * KiB
+        return _system.mapping_stats(address, length).get("AnonHugePages", 0)
     except OSError:
         return 0
-    return total
 
 
 def render(results: list[Result], header: str) -> str:

@@ -142,3 +142,35 @@ def system_info() -> dict:
         "address_space_limit": _limit(resource.RLIMIT_AS),
         "kernel": os.uname().release,
     }
+
+
+def mapping_stats(address: int, length: int, pid: int | str = "self") -> dict:
+    """Sum the kB fields (as bytes) of every mapping overlapping ``[address, address +
+    length)`` in ``/proc/<pid>/smaps``, with their ``VmFlags`` as a set and the number of
+    ``mappings``: how a test or benchmark sees from outside what the kernel did.
+
+    Examples
+    --------
+    >>> import arena
+    >>> from arena._system import mapping_stats
+    >>> a = arena.Arena(1 << 20)
+    >>> a.commit(4096)
+    >>> m = mapping_stats(a.address, a.reserved)
+    >>> m["Size"], m["mappings"]
+    (1048576, 2)
+    """
+    end = address + length
+    totals: dict = {"VmFlags": set(), "mappings": 0}
+    inside = False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 1)[0]
+            if not head.endswith(":"):
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                inside = lo < end and hi > address
+                totals["mappings"] += inside
+            elif inside and head == "VmFlags:":
+                totals["VmFlags"].update(line.split()[1:])
+            elif inside and line.rstrip().endswith(" kB"):
+                totals[head[:-1]] = totals.get(head[:-1], 0) + int(line.split()[1]) * 1024
+    return totals
