@@ -111,7 +111,7 @@ cdef class Arena:
     cdef int _check_allocatable(self) except -1
     cdef int _populate(self, char* p, size_t n) noexcept nogil
     cdef int _prepare(self, char* p, size_t n) noexcept nogil
-    cdef void _uncommit(self, size_t start, size_t end, bint drop) noexcept nogil
+    cdef void _uncommit(self, size_t start, size_t end) noexcept nogil
     cdef void _shrink_file(self, long old_size) noexcept nogil
     cdef object _wrap(self, char* data, int nd, cnp.npy_intp* dims, cnp.dtype descr,
                       int flags, _Frame frame)

@@ -411,24 +411,17 @@ cdef class Arena:
         return fd
 
     cdef _advise_reservation(self):
-        cdef size_t n = self.region.size
-        cdef char* b = self.region.base
-        cdef int err = 0
-        if (self.flags & F_THP) and madvise(b, n, MADV_HUGEPAGE) != 0:
-            err = errno
-            what = "madvise(MADV_HUGEPAGE)"
-        elif (self.flags & F_NO_CORE_DUMP) and madvise(b, n, MADV_DONTDUMP) != 0:
-            err = errno
-            what = "madvise(MADV_DONTDUMP)"
-        elif (self.flags & F_SEQUENTIAL) and madvise(b, n, MADV_SEQUENTIAL) != 0:
-            err = errno
-            what = "madvise(MADV_SEQUENTIAL)"
-        elif (self.flags & F_RANDOM) and madvise(b, n, MADV_RANDOM) != 0:
-            err = errno
-            what = "madvise(MADV_RANDOM)"
-        if err:
-            self.region.unmap()
-            raise os_error(err, what)
+        """madvise the whole reservation as the flags ask: the advice sticks to the mapping,
+        so pages committed later inherit it."""
+        cdef int err
+        for flag, advice, name in ((F_THP, MADV_HUGEPAGE, "MADV_HUGEPAGE"),
+                                   (F_NO_CORE_DUMP, MADV_DONTDUMP, "MADV_DONTDUMP"),
+                                   (F_SEQUENTIAL, MADV_SEQUENTIAL, "MADV_SEQUENTIAL"),
+                                   (F_RANDOM, MADV_RANDOM, "MADV_RANDOM")):
+            if (self.flags & flag) and madvise(self.region.base, self.region.size, advice):
+                err = errno
+                self.region.unmap()
+                raise os_error(err, f"madvise({name})")
 
     cdef _adopt_file_contents(self):
         """What the file already holds (past the offset) counts as used: never handed out."""
@@ -565,7 +558,7 @@ cdef class Arena:
             raise os_error(err, f"committing {n} bytes (mprotect)")
         err = self._prepare(self.base + old, n)
         if err:
-            self._uncommit(old, new, True)
+            self._uncommit(old, new)
             self._shrink_file(old_size)
             if err == EFAULT or err == ENOMEM or err == EAGAIN:
                 raise CommitError(err, f"the OS refused to back {n} bytes: {os.strerror(err)}"
@@ -601,18 +594,18 @@ cdef class Arena:
                 return errno
         return 0
 
-    cdef void _uncommit(self, size_t start, size_t end, bint drop) noexcept nogil:
-        """Return ``[start, end)`` to the OS and make it inaccessible."""
+    cdef void _uncommit(self, size_t start, size_t end) noexcept nogil:
+        """Return ``[start, end)`` to the OS and make it inaccessible. Shared anonymous
+        memory needs MADV_REMOVE: DONTNEED would only unmap it and keep the memfd's pages."""
         cdef char* p = self.base + start
         cdef size_t n = end - start
         if n == 0:
             return
-        munlock(p, n)
-        if drop:
-            if self.shared and not self.file_backed:
-                madvise(p, n, MADV_REMOVE)
-            else:
-                madvise(p, n, MADV_DONTNEED)
+        munlock(p, n)  # DONTNEED fails on locked pages
+        if self.shared and not self.file_backed:
+            madvise(p, n, MADV_REMOVE)
+        else:
+            madvise(p, n, MADV_DONTNEED)
         mprotect(p, n, PROT_NONE)
 
     cdef void _shrink_file(self, long old_size) noexcept nogil:
@@ -1320,7 +1313,7 @@ cdef class Arena:
         cdef size_t keep = round_up(used, self.page)
         if keep >= self.ncommitted:
             return
-        self._uncommit(keep, self.ncommitted, True)
+        self._uncommit(keep, self.ncommitted)
         self.high_water_before = max(self.high_water_before, self.touched)
         if not self.file_backed and self.touched > keep:
             self.touched = max(keep, used)
