@@ -221,3 +221,13 @@ def test_hugetlb_1g_when_a_page_can_be_had():
             print(a.page_size, a.committed, int(x[-1]))
         """)
         assert out.split() == ["refused", str(giant), str(giant), "3"]
+
+
+def test_decommit_keeps_the_rest_locked():
+    a = ArenaOptions(1 << 30).with_flags(Flags.LOCKED).with_commit_step(MiB).reserve()
+    x = a.alloc(MiB + 1)
+    a.commit(8 * MiB)
+    a.decommit()
+    assert a.committed == MiB + 4096
+    assert committed_smaps(a)["Locked"] == MiB + 4096
+    del x

@@ -1319,10 +1319,6 @@ cdef class Arena:
             self.touched = max(keep, used)
         self.ncommitted = keep
         self._update_limit()
-        if self.locked or (self.flags & F_LOCKED):
-            # munlock in _uncommit split the range; keep what stays committed locked.
-            if keep and (self.prot & PROT_READ):
-                mlock(self.base, keep)
 
     def lock(self):
         """lock()
