@@ -15,7 +15,7 @@ cdef inline void* arena_bump(Arena a, size_t nbytes, size_t align) noexcept nogi
     cdef size_t start = (a.nused + align - 1) & ~(align - 1)
     if align == 0 or (align & (align - 1)) != 0 or align > a.page or start < a.nused:
         return NULL
-    if start > a.limit or nbytes > a.limit - start:
+    if start >= a.limit or nbytes > a.limit - start:  # limit 0: not writable or closed
         return NULL
     a.nused = start + nbytes
     if a.nused > a.touched:
@@ -61,6 +61,7 @@ cdef class Arena:
     cdef char* base
     cdef size_t nreserved, ncommitted, nused, limit
     cdef size_t touched, high_water_before
+    cdef size_t view_end  # end of the furthest view() since the last reset/release below it
     cdef size_t page, step, align
     cdef int prot
     cdef unsigned int flags

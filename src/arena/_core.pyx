@@ -225,6 +225,8 @@ cdef int _parse_shape(object shape, cnp.npy_intp* dims) except -1:
         return 1
     if PyTuple_CheckExact(shape):
         items = shape
+    elif isinstance(shape, bool):
+        raise TypeError("shape must be an int or a sequence of ints, not bool")
     elif hasattr(shape, "__index__"):
         d = operator.index(shape)
         if d < 0:
@@ -232,6 +234,9 @@ cdef int _parse_shape(object shape, cnp.npy_intp* dims) except -1:
         dims[0] = d
         return 1
     else:
+        if hasattr(shape, "__len__") and len(shape) > cnp.NPY_MAXDIMS:
+            raise ValueError(f"maximum supported dimension for an ndarray is "
+                             f"{cnp.NPY_MAXDIMS}, found {len(shape)}")
         try:
             items = tuple(shape)
         except TypeError:
@@ -302,8 +307,8 @@ cdef class Arena:
         self.frames_ro = []
         if isinstance(size_or_options, ArenaOptions):
             options = size_or_options
-        elif isinstance(size_or_options, int) and not isinstance(size_or_options, bool):
-            options = ArenaOptions(size_or_options)
+        elif not isinstance(size_or_options, bool) and hasattr(size_or_options, "__index__"):
+            options = ArenaOptions(size_or_options)  # int, numpy integers: validated there
         else:
             raise TypeError("Arena() takes a size in bytes or an ArenaOptions, "
                             f"not {type(size_or_options).__name__}")
@@ -499,7 +504,9 @@ cdef class Arena:
     cdef int commit_to(self, size_t end) except -1:
         """Make sure ``[0, end)`` is committed (and, for a writable file, that the file
         covers it); on failure nothing changes."""
-        return self._commit(end, (self.prot & PROT_WRITE) != 0)
+        # A read-only arena never grows a user's file; its own memfd (Flags.SHARED without a
+        # file) is not the user's, and grows whatever the protection.
+        return self._commit(end, (self.prot & PROT_WRITE) != 0 or not self.file_backed)
 
     cdef long _file_size(self) except -2:
         cdef stat st
@@ -687,7 +694,9 @@ cdef class Arena:
             nbytes = _nbytes(nd, dims, descr.itemsize)
         cdef size_t a = self.align if align is None else _check_align(align, self.page)
         cdef int flags = cnp.NPY_ARRAY_WRITEABLE
-        cdef size_t touched = self.touched
+        # Bytes past ``touched`` are fresh zero pages, unless another process (a fork of a
+        # shared arena, another mapping of the file) may have written them.
+        cdef size_t touched = self.nreserved if self.region.fd >= 0 else self.touched
         cdef char* p
         if order is not _C:  # the default object: skip the string comparison
             flags |= _order_flag(order)
@@ -699,7 +708,7 @@ cdef class Arena:
                                                           PyList_GET_SIZE(self.frames_rw) - 1))
 
     cdef void _rollback(self, size_t used, Py_ssize_t nalloc, size_t expected_used):
-        if self.nused == expected_used:
+        if self.nused == expected_used and self.view_end <= used:
             self.nused = used
             self.nalloc = nalloc
 
@@ -708,7 +717,7 @@ cdef class Arena:
     cdef void* block_alloc(self, size_t size, bint zero) except NULL:
         """A block for NumPy: the best-fitting dead block, else a bump on top."""
         cdef Py_ssize_t i, best = -1
-        cdef size_t need, touched = self.touched
+        cdef size_t need, touched = self.nreserved if self.region.fd >= 0 else self.touched
         cdef char* p
         self._check_allocatable()
         if size > self.nreserved:
@@ -716,6 +725,7 @@ cdef class Arena:
         need = round_up(size if size else 1, 64)
         for i in range(self.nblocks):
             if not self.blocks[i].live and self.blocks[i].size >= need and \
+                    self.blocks[i].start >= self.view_end and \
                     (best < 0 or self.blocks[i].size < self.blocks[best].size):
                 best = i
         if best >= 0:
@@ -747,6 +757,8 @@ cdef class Arena:
         cdef void* q
         if ptr == NULL:
             return self.block_alloc(size, False)
+        if size > self.nreserved:
+            raise ArenaFullError(f"{size} bytes do not fit in the arena")
         i = self._find_block(<char*>ptr)
         if i < 0:
             raise ValueError("realloc of memory the arena did not hand to NumPy")
@@ -788,6 +800,7 @@ cdef class Arena:
         # Pop dead blocks off the top, but never below the newest mark.
         floor = (<_Frame><object>PyList_GET_ITEM(
             self.frames_rw, PyList_GET_SIZE(self.frames_rw) - 1)).start
+        floor = max(floor, self.view_end)
         while self.nblocks and not self.blocks[self.nblocks - 1].live and \
                 self.blocks[self.nblocks - 1].start >= floor and \
                 self.blocks[self.nblocks - 1].start + self.blocks[self.nblocks - 1].size \
@@ -821,6 +834,12 @@ cdef class Arena:
     cdef void _drop_blocks_from(self, size_t offset) noexcept:
         while self.nblocks and self.blocks[self.nblocks - 1].start >= offset:
             self.nblocks -= 1
+        # A dead block that reaches past ``offset`` (coalesced or grown across a mark) keeps
+        # only its part below: the rest is handed out again by the bump pointer. (A live
+        # one would have made the release refuse.)
+        if self.nblocks and self.blocks[self.nblocks - 1].start + \
+                self.blocks[self.nblocks - 1].size > offset:
+            self.blocks[self.nblocks - 1].size = offset - self.blocks[self.nblocks - 1].start
 
     cdef void _remove_block(self, Py_ssize_t i) noexcept:
         memmove(&self.blocks[i], &self.blocks[i + 1], (self.nblocks - i - 1) * sizeof(Block))
@@ -1061,6 +1080,8 @@ cdef class Arena:
             raise ValueError(f"view of {nbytes} bytes at offset {off} reaches past the "
                              f"{self.nused} bytes in use")
         last = end - 1 if nbytes else <size_t>off
+        if end > self.view_end:
+            self.view_end = end  # NumPy-handler blocks below it are never handed out again
         level = PyList_GET_SIZE(self.frames_rw) - 1
         while level > 0 and (<_Frame>self.frames_rw[level]).start > last:
             level -= 1
@@ -1158,6 +1179,7 @@ cdef class Arena:
                               "still alive (drop them first, e.g. with del)")
         cdef _Frame f = <_Frame>self.frames_rw[level]
         self.nused = f.start
+        self.view_end = min(self.view_end, f.start)
         self.nalloc = f.nalloc_start
         self._drop_blocks_from(f.start)
         del self.frames_rw[level:]
@@ -1206,6 +1228,7 @@ cdef class Arena:
             raise BufferError(f"cannot reset: {live} view(s) are still alive "
                               "(drop them first, e.g. with del)")
         self.nused = 0
+        self.view_end = 0
         self.nalloc = 0
         self._drop_blocks_from(0)
         del self.frames_rw[:]
@@ -1375,6 +1398,8 @@ cdef class Arena:
         if isinstance(offset, bool) or isinstance(size, bool):
             raise TypeError("offset and size must be integers")
         cdef Py_ssize_t off = operator.index(offset)
+        if off < 0:  # before the subtraction below, which would overflow
+            raise ValueError(f"flush offset must be >= 0, got {off}")
         cdef Py_ssize_t n = (<Py_ssize_t>self.ncommitted - off) if size is None \
             else operator.index(size)
         if off < 0 or n < 0 or <size_t>off > self.ncommitted or \
