@@ -1,0 +1,737 @@
+"""A hypothesis state machine over the whole public API, checked against a plain Python model.
+
+tests/test_stateful.py covers allocation and marks; this machine adds every allocation kind,
+views, slices, ``view``/``offset_of`` with good and bad offsets, scopes (with leaks and
+exceptions), reset with and without decommit, commit/decommit, protection changes, NumPy's
+own allocations (NEP 49, including ``realloc`` through ``ndarray.resize``) and bad
+arguments of every kind. After every step:
+
+* every live array still holds its bytes (read through ctypes, so that the probe is not
+  itself a view), and no two live allocations overlap;
+* ``used``, ``committed``, ``high_water``, ``num_allocations``, ``live_views``, ``levels``
+  and ``protection`` equal the model's;
+* every refused call raised the documented error and changed nothing.
+
+Profiles (distinct from test_stateful.py's "ci"/"long"): ``fuzz-ci`` when
+``HYPOTHESIS_PROFILE`` is unset (a few thousand steps, well under a minute), ``fuzz-long``
+with ``HYPOTHESIS_PROFILE=long`` (far more).
+"""
+import ctypes
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
+                                 rule)
+
+import arena
+from arena import Arena, ArenaFullError, ArenaOptions, Flags, Protection, UnsafeFlags
+
+settings.register_profile("fuzz-ci", max_examples=500, stateful_step_count=50, deadline=None,
+                          suppress_health_check=list(HealthCheck))
+settings.register_profile("fuzz-long", max_examples=20000, stateful_step_count=100,
+                          deadline=None, suppress_health_check=list(HealthCheck))
+PROFILE = "fuzz-long" if os.environ.get("HYPOTHESIS_PROFILE") == "long" else "fuzz-ci"
+
+PAGE = arena.page_size()
+R, W, X = 1, 2, 4
+DTYPES = [np.dtype(t) for t in ("u1", "i2", "f4", "f8", "c16", "S3", "M8[s]")]
+BAD_DTYPES = [object, "O", np.dtype([("a", "f8"), ("b", "O")]), np.dtypes.StringDType()]
+STEPS = [0]  # steps run, across examples (reported by the test)
+
+small_shapes = st.one_of(st.integers(0, 64),
+                         st.lists(st.integers(0, 12), min_size=0, max_size=3).map(tuple))
+aligns = st.one_of(st.none(), st.sampled_from([1, 2, 8, 16, 64, 256, 4096]))
+
+
+def round_up(n, k):
+    return -(-n // k) * k
+
+
+def addr(x):
+    return x.__array_interface__["data"][0]
+
+
+def raw(address, n):
+    """Bytes at ``address`` read by ctypes: no array, so no view is made."""
+    return ctypes.string_at(address, n) if n else b""
+
+
+class Item:
+    """One array the arena handed out (kind "arena"), an ``a.view`` ("view") or an array
+    NumPy allocated through the NEP 49 handler ("block"). ``objs`` holds the array and the
+    slices made of it: the item is alive while any of them is."""
+
+    __slots__ = ("kind", "start", "nbytes", "level", "writable", "snap", "objs")
+
+    def __init__(self, kind, obj, start, nbytes, level, writable, snap):
+        self.kind, self.start, self.nbytes = kind, start, nbytes
+        self.level, self.writable, self.snap = level, writable, snap
+        self.objs = [obj]
+
+
+class Block:
+    __slots__ = ("start", "size", "key")
+
+    def __init__(self, start, size, key):
+        self.start, self.size, self.key = start, size, key  # key None: dead
+
+    @property
+    def end(self):
+        return self.start + self.size
+
+
+class Refused(Exception):
+    """The model's prediction that a call fails with ``exc``."""
+
+    def __init__(self, exc):
+        super().__init__(exc)
+        self.exc = exc
+
+
+class FuzzMachine(RuleBasedStateMachine):
+    # -- set-up ------------------------------------------------------------------------------
+
+    @initialize(size=st.sampled_from([1 << 16, 1 << 18, 1 << 20]),
+                step=st.sampled_from([PAGE, 4 * PAGE, 16 * PAGE]),
+                align=st.sampled_from([8, 64, 512]), jit=st.booleans(),
+                flags=st.sets(st.sampled_from([Flags.POPULATE, Flags.NO_CORE_DUMP,
+                                               Flags.NO_RESERVE, Flags.RANDOM_ACCESS])))
+    def start(self, size, step, align, jit, flags):
+        opts = ArenaOptions(size).with_commit_step(step).with_alignment(align)
+        for f in flags:
+            opts = opts.with_flags(f)
+        if jit:
+            opts = opts.with_unsafe_flags(UnsafeFlags.JIT)
+        self.a = opts.reserve()
+        self.other = Arena(1 << 16)
+        self.foreign = self.other.zeros(4)
+        self.reserved, self.step, self.align, self.jit = size, step, align, jit
+        self.used = self.nalloc = self.committed = self.hw = 0
+        self.prot = R | W
+        self.levels = [(None, 0, 0)]  # (Mark, start, nalloc at the mark)
+        self.dead_marks = []
+        self.items = {}
+        self.blocks = []
+        self.view_end = 0
+        self.next_key = 0
+        self.pattern = 1
+
+    def teardown(self):
+        if not hasattr(self, "a"):
+            return
+        self.items.clear()
+        self.foreign = None
+        for arena_ in (self.a, self.other):
+            try:
+                arena_.close()
+            except BufferError:
+                pass  # a failing step's traceback may hold a view; the failure is reported
+
+    # -- the model -----------------------------------------------------------------------------
+
+    def rw(self):
+        return self.prot & (R | W) == (R | W)
+
+    def views_since(self, level, writable_only=False):
+        n = sum(1 for it in self.items.values() if it.kind != "block" and it.level >= level
+                and (it.writable or not writable_only))
+        start = self.levels[level][1]
+        return n + sum(1 for b in self.blocks if b.key is not None and b.end > start)
+
+    def m_commit(self, end):
+        if end <= self.committed:
+            return
+        new = round_up(end, self.step)
+        if new > self.reserved:
+            new = round_up(end, PAGE)
+        self.committed = new
+
+    def m_bump(self, nbytes, align):
+        """Predict an arena allocation; raise Refused when it must fail."""
+        if not self.rw():
+            raise Refused(ValueError)
+        start = round_up(self.used, align)
+        if start > self.reserved or nbytes > self.reserved - start:
+            raise Refused(ArenaFullError)
+        self.m_commit(start + nbytes)
+        self.used = start + nbytes
+        self.hw = max(self.hw, self.used)
+        self.nalloc += 1
+        return start
+
+    def m_block_alloc(self, size, key):
+        if not self.rw() or size > self.reserved:
+            raise Refused(MemoryError)
+        need = round_up(max(size, 1), 64)
+        best = None
+        for i, b in enumerate(self.blocks):
+            if b.key is None and b.size >= need and b.start >= self.view_end and \
+                    (best is None or b.size < self.blocks[best].size):
+                best = i
+        if best is not None:
+            b = self.blocks[best]
+            if b.size - need >= 65536:
+                self.blocks.insert(best + 1, Block(b.start + need, b.size - need, None))
+                b.size = need
+            b.key = key
+            return b.start
+        start = round_up(self.used, 64)
+        if start > self.reserved or need > self.reserved - start:
+            raise Refused(MemoryError)
+        self.m_commit(start + need)
+        self.used = start + need
+        self.hw = max(self.hw, self.used)
+        self.blocks.append(Block(start, need, key))
+        return start
+
+    def m_block_free(self, key):
+        i = next(i for i, b in enumerate(self.blocks) if b.key == key)
+        self.blocks[i].key = None
+        nxt = self.blocks[i + 1] if i + 1 < len(self.blocks) else None
+        if nxt is not None and nxt.key is None and self.blocks[i].end == nxt.start:
+            self.blocks[i].size += nxt.size
+            del self.blocks[i + 1]
+        prv = self.blocks[i - 1] if i > 0 else None
+        if prv is not None and prv.key is None and prv.end == self.blocks[i].start:
+            prv.size += self.blocks[i].size
+            del self.blocks[i]
+        floor = max(self.levels[-1][1], self.view_end)
+        while self.blocks and self.blocks[-1].key is None and \
+                self.blocks[-1].start >= floor and self.blocks[-1].end == self.used:
+            self.used = self.blocks.pop().start
+
+    def m_block_realloc(self, key, size):
+        """Predict ``ndarray.resize`` of a handler array; returns its new start."""
+        if size > self.reserved:
+            raise Refused(MemoryError)
+        i = next(i for i, b in enumerate(self.blocks) if b.key == key)
+        b = self.blocks[i]
+        need = round_up(max(size, 1), 64)
+        if need <= b.size:
+            return b.start
+        if i == len(self.blocks) - 1 and b.end == self.used and b.start + need <= self.reserved:
+            if not self.rw():
+                raise Refused(MemoryError)
+            self.m_commit(b.start + need)
+            b.size = need
+            self.used = b.start + need
+            self.hw = max(self.hw, self.used)
+            return b.start
+        tmp = object()
+        start = self.m_block_alloc(size, tmp)
+        self.m_block_free(key)
+        next(bl for bl in self.blocks if bl.key is tmp).key = key
+        return start
+
+    def m_drop_blocks_from(self, offset):
+        while self.blocks and self.blocks[-1].start >= offset:
+            self.blocks.pop()
+        if self.blocks and self.blocks[-1].end > offset:
+            assert self.blocks[-1].key is None
+            self.blocks[-1].size = offset - self.blocks[-1].start
+
+    def snapshot(self):
+        return (self.a.used, self.a.committed, self.a.high_water, self.a.num_allocations,
+                self.a.live_views, self.a.levels, self.a.protection, self.a.available)
+
+    def add(self, kind, obj, start, nbytes, level, writable, write_pattern):
+        key = self.next_key
+        self.next_key += 1
+        if write_pattern and nbytes:
+            ctypes.memset(self.a.address + start, self.pattern, nbytes)
+            self.pattern = self.pattern % 251 + 1
+        snap = raw(self.a.address + start, nbytes)
+        self.items[key] = Item(kind, obj, start, nbytes, level, writable, snap)
+        return key
+
+    def kill(self, key):
+        it = self.items.pop(key)
+        it.objs.clear()
+        if it.kind == "block":
+            self.m_block_free(key)
+
+    def expect_refusal(self, call, exc):
+        """``call`` must raise ``exc`` and change nothing."""
+        before = self.snapshot()
+        try:
+            call()
+        except exc:
+            pass
+        except BaseException as other:
+            raise AssertionError(f"expected {exc}, got {type(other).__name__}: {other}")
+        else:
+            raise AssertionError(f"expected {exc}, the call succeeded")
+        assert self.snapshot() == before
+
+    # -- allocation ----------------------------------------------------------------------------
+
+    @rule(kind=st.sampled_from(["empty", "zeros", "full", "empty_like", "zeros_like", "array",
+                                "alloc"]),
+          shape=small_shapes, dtype=st.sampled_from(DTYPES), order=st.sampled_from("CF"),
+          align=aligns)
+    def allocate(self, kind, shape, dtype, order, align):
+        STEPS[0] += 1
+        a = self.a
+        proto = np.ones(shape, dtype, order=order)
+        if kind == "alloc":
+            n = shape if isinstance(shape, int) else int(np.prod(shape))
+            nbytes, make = n, lambda: a.alloc(n, align=align)
+        else:
+            nbytes = proto.nbytes
+            make = {
+                "empty": lambda: a.empty(shape, dtype, order=order, align=align),
+                "zeros": lambda: a.zeros(shape, dtype, order=order, align=align),
+                "full": lambda: a.full(shape, 1, dtype, order=order, align=align),
+                "empty_like": lambda: a.empty_like(proto, align=align),
+                "zeros_like": lambda: a.zeros_like(proto, align=align),
+                "array": lambda: a.array(proto, align=align),
+            }[kind]
+        saved = (self.used, self.committed, self.hw, self.nalloc)
+        try:
+            start = self.m_bump(nbytes, align or self.align)
+        except Refused as r:
+            self.used, self.committed, self.hw, self.nalloc = saved
+            return self.expect_refusal(make, r.exc)
+        x = make()
+        assert addr(x) == a.address + start and addr(x) % (align or self.align) == 0
+        assert x.nbytes == nbytes and x.flags.writeable and not x.flags.owndata
+        if kind != "alloc":
+            assert x.shape == proto.shape and x.dtype == dtype
+            if x.ndim > 1 and 0 not in x.shape and 1 not in x.shape:
+                assert x.flags.f_contiguous == (order == "F")
+        if kind in ("zeros", "zeros_like"):
+            assert not raw(addr(x), nbytes).strip(b"\0")
+        elif kind in ("full", "array"):
+            assert np.array_equal(x, proto)
+        self.add("arena", x, start, nbytes, len(self.levels) - 1, True, True)
+
+    @rule(nbytes=st.integers(0, 1 << 21), align=aligns)
+    def allocate_large(self, nbytes, align):
+        """Sizes around and past the reservation: ArenaFullError and nothing changes."""
+        STEPS[0] += 1
+        saved = (self.used, self.committed, self.hw, self.nalloc)
+        try:
+            start = self.m_bump(nbytes, align or self.align)
+        except Refused as r:
+            self.used, self.committed, self.hw, self.nalloc = saved
+            return self.expect_refusal(lambda: self.a.alloc(nbytes, align=align), r.exc)
+        x = self.a.alloc(nbytes, align=align)
+        assert addr(x) == self.a.address + start
+        self.add("arena", x, start, nbytes, len(self.levels) - 1, True, True)
+
+    # -- views ----------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.items)
+    @rule(data=st.data(), how=st.sampled_from(["flat", "half", "step", "T", "drop"]))
+    def slice_or_drop(self, data, how):
+        """Drop one of an item's arrays, or make a slice of it (which keeps it alive)."""
+        STEPS[0] += 1
+        key = data.draw(st.sampled_from(sorted(self.items)))
+        it = self.items[key]
+        if how == "drop":
+            i = data.draw(st.integers(0, len(it.objs) - 1))
+            del it.objs[i]
+            if not it.objs:
+                self.kill(key)
+            return
+        x = it.objs[0]   # the array, or a (maybe non-contiguous) slice of it
+        y = {"flat": lambda: x.view(),
+             "half": lambda: x[..., x.shape[-1] // 2:] if x.ndim else x.view(),
+             "step": lambda: x[..., ::2] if x.ndim else x.view(),
+             "T": lambda: x.T}[how]()
+        assert y.base is not None   # a view, never a copy
+        if y.size:
+            off = self.a.offset_of(y)
+            assert it.start <= off and off + y.nbytes <= it.start + it.nbytes
+        it.objs.append(y)
+        assert self.a.live_views == self.views_since(0)  # slices are not new views
+
+    @rule(data=st.data(), dtype=st.sampled_from(DTYPES), order=st.sampled_from("CF"))
+    def view(self, data, dtype, order):
+        """a.view over bytes in use (of a live item or anywhere below ``used``)."""
+        STEPS[0] += 1
+        a = self.a
+        live = [it for it in self.items.values() if it.nbytes]
+        if live and data.draw(st.booleans()):
+            it = data.draw(st.sampled_from(live))
+            off = it.start + data.draw(st.integers(0, it.nbytes - 1))
+        else:
+            off = data.draw(st.integers(0, self.used))
+        count = data.draw(st.integers(0, max(0, (self.used - off) // dtype.itemsize)))
+        shape = data.draw(st.sampled_from([count, (count,), (1, count)]))
+        if not self.prot & R:
+            return self.expect_refusal(lambda: a.view(off, shape, dtype, order=order),
+                                       ValueError)
+        v = a.view(off, shape, dtype, order=order)
+        nbytes = count * dtype.itemsize
+        assert addr(v) == a.address + off and v.nbytes == nbytes
+        assert v.flags.writeable == bool(self.prot & W)
+        last = off + nbytes - 1 if nbytes else off
+        level = max(i for i, (_, s, _) in enumerate(self.levels) if i == 0 or s <= last)
+        self.view_end = max(self.view_end, off + nbytes)
+        self.add("view", v, off, nbytes, level, bool(self.prot & W), False)
+
+    @rule(data=st.data())
+    def bad_view(self, data):
+        STEPS[0] += 1
+        a, used = self.a, self.used
+        off, shape, dtype, exc = data.draw(st.sampled_from([
+            (-1, 1, "u1", ValueError), (used + 1, 0, "u1", ValueError),
+            (0, used + 1, "u1", ValueError), (used, 1, "u1", ValueError),
+            (max(used - 1, 0), 2, "u1", ValueError), (2 ** 63 - 1, 1, "u1", ValueError),
+            (2 ** 64, 1, "u1", OverflowError), (-(2 ** 63), 1, "u1", ValueError),
+            (True, 1, "u1", TypeError), (1.0, 1, "u1", TypeError), ("0", 1, "u1", TypeError),
+            (0, -1, "u1", ValueError), (0, 2 ** 62, "f8", ValueError),
+            (0, (2 ** 32, 2 ** 32), "u1", ValueError), (0, (2 ** 63 - 1, 0), "f8", ValueError),
+            (0, (1,) * 65, "u1", ValueError), (0, 1.5, "u1", TypeError),
+            (0, True, "u1", TypeError), (0, 1, object, TypeError),
+            (0, 1, "no such dtype", TypeError)]))
+        if not self.prot & R:
+            exc = ValueError  # the protection is checked first
+        self.expect_refusal(lambda: a.view(off, shape, dtype), exc)
+
+    @rule(data=st.data())
+    def offset_of(self, data):
+        STEPS[0] += 1
+        a = self.a
+        sized = [it for it in self.items.values() if it.nbytes]
+        if sized and data.draw(st.booleans()):
+            it = data.draw(st.sampled_from(sized))
+            for x in it.objs:   # the array itself, or slices of it once it was dropped
+                off = a.offset_of(x)
+                assert it.start <= off <= it.start + it.nbytes
+                if x.nbytes == it.nbytes:
+                    assert off == it.start
+            return
+        bad, exc = data.draw(st.sampled_from([(np.zeros(3), ValueError), (3, TypeError),
+                                              (None, TypeError), (self.foreign, ValueError),
+                                              ([1, 2], TypeError)]))
+        self.expect_refusal(lambda: a.offset_of(bad), exc)
+
+    # -- lifetime ---------------------------------------------------------------------------------
+
+    @rule()
+    def mark(self):
+        STEPS[0] += 1
+        m = self.a.mark()
+        assert m.offset == self.used
+        self.levels.append((m, self.used, self.nalloc))
+
+    def m_release(self, level):
+        _, start, nalloc = self.levels[level]
+        self.used, self.nalloc = start, nalloc
+        self.m_drop_blocks_from(start)
+        self.dead_marks += [m for m, _, _ in self.levels[level:]]
+        del self.levels[level:]
+        self.view_end = min(self.view_end, start)
+
+    @precondition(lambda self: len(self.levels) > 1)
+    @rule(data=st.data())
+    def release(self, data):
+        STEPS[0] += 1
+        level = data.draw(st.integers(1, len(self.levels) - 1))
+        m = self.levels[level][0]
+        if self.views_since(level):
+            return self.expect_refusal(lambda: self.a.release(m), BufferError)
+        self.a.release(m)
+        self.m_release(level)
+
+    @rule(data=st.data())
+    def bad_release(self, data):
+        STEPS[0] += 1
+        choices = [(None, TypeError), (3, TypeError), (self.other.mark(), ValueError),
+                   (arena.Mark(), ValueError)]
+        if self.dead_marks:
+            choices.append((data.draw(st.sampled_from(self.dead_marks)), ValueError))
+        m, exc = data.draw(st.sampled_from(choices))
+        self.expect_refusal(lambda: self.a.release(m), exc)
+
+    @rule(n=st.integers(0, 4), leak=st.booleans(), raise_inside=st.booleans(),
+          shape=small_shapes)
+    def scope(self, n, leak, raise_inside, shape):
+        """``with a.scope():``; leaking a view makes the exit refuse (BufferError) or, with an
+        exception on its way, keep the level without masking the exception."""
+        STEPS[0] += 1
+        a = self.a
+        kept = []
+        level = len(self.levels)
+        caught = None
+        try:
+            with a.scope() as m:
+                self.levels.append((m, self.used, self.nalloc))
+                for _ in range(n):
+                    try:
+                        start = self.m_bump(int(np.prod(shape)) * 4, self.align)
+                    except Refused as r:
+                        self.expect_refusal(lambda: a.empty(shape, np.float32), r.exc)
+                        continue
+                    t = a.empty(shape, np.float32)
+                    assert addr(t) == a.address + start
+                    if leak:
+                        kept.append(self.add("arena", t, start, t.nbytes, level, True, True))
+                    del t
+                if raise_inside:
+                    raise KeyError("inside the scope")
+        except (KeyError, BufferError) as exc:
+            caught = type(exc)
+        blocked = self.views_since(level) > 0
+        if raise_inside:
+            assert caught is KeyError
+        else:
+            assert caught is (BufferError if blocked else None)
+        if not blocked:
+            self.m_release(level)
+        else:
+            assert a.levels == len(self.levels)
+
+    @rule(decommit=st.booleans())
+    def reset(self, decommit):
+        STEPS[0] += 1
+        if self.views_since(0):
+            return self.expect_refusal(lambda: self.a.reset(decommit=decommit), BufferError)
+        self.a.reset(decommit=decommit)
+        self.m_release(1) if len(self.levels) > 1 else None
+        self.used = self.nalloc = self.view_end = 0
+        self.blocks.clear()
+        if decommit:
+            self.committed = 0
+
+    # -- memory control ----------------------------------------------------------------------------
+
+    @rule(data=st.data())
+    def commit(self, data):
+        STEPS[0] += 1
+        n = data.draw(st.one_of(st.integers(0, self.reserved),
+                                st.sampled_from([-1, self.reserved + 1, 2 ** 64, 1.0, True,
+                                                 "1", None])))
+        if isinstance(n, bool) or not isinstance(n, int):
+            return self.expect_refusal(lambda: self.a.commit(n), TypeError)
+        if n < 0 or n > self.reserved:
+            return self.expect_refusal(lambda: self.a.commit(n), ValueError)
+        self.a.commit(n)
+        self.m_commit(n)
+
+    @rule()
+    def decommit(self):
+        STEPS[0] += 1
+        self.a.decommit()
+        self.committed = min(self.committed, round_up(self.used, PAGE))
+
+    @rule(data=st.data())
+    def flush(self, data):
+        STEPS[0] += 1
+        c = self.committed
+        off, size, exc = data.draw(st.sampled_from([
+            (0, None, None), (0, c, None), (c, 0, None), (0, c + 1, ValueError),
+            (-1, None, ValueError), (-(2 ** 63), None, ValueError), (c + 1, None, ValueError),
+            (2 ** 64, None, OverflowError), (True, None, TypeError), (0, 1.5, TypeError)]))
+        if exc is None:
+            self.a.flush(off, size)
+        else:
+            self.expect_refusal(lambda: self.a.flush(off, size), exc)
+
+    # -- protection ---------------------------------------------------------------------------------
+
+    @rule(what=st.sampled_from(["make_none", "make_read_only", "make_mut", "make_exec",
+                                "make_exec_mut"]))
+    def protect(self, what):
+        STEPS[0] += 1
+        call = getattr(self.a, what)
+        prot, forbid = {"make_none": (0, 2), "make_read_only": (R, 1), "make_mut": (R | W, 0),
+                        "make_exec": (R | X, 1), "make_exec_mut": (R | W | X, 0)}[what]
+        if prot == R | W | X and not self.jit:
+            return self.expect_refusal(call, PermissionError)
+        if forbid and self.views_since(0, writable_only=forbid == 1):
+            return self.expect_refusal(call, BufferError)
+        call()
+        self.prot = prot
+        assert self.a.protection == Protection(prot)
+
+    # -- NumPy's allocations (NEP 49) -------------------------------------------------------------
+
+    @rule(ops=st.lists(st.tuples(st.sampled_from(["empty", "zeros", "copy"]),
+                                 st.integers(0, 3000), st.sampled_from(DTYPES[:5])),
+                       min_size=1, max_size=4))
+    def numpy_allocator(self, ops):
+        STEPS[0] += 1
+        a = self.a
+        made = []
+        with a.numpy_allocator() as same:  # only allocations in here: any other NumPy call
+            assert same is a                # would allocate its temporaries from the arena
+            for kind, n, dtype in ops:
+                sources = [it for it in self.items.values() if it.kind != "view"]
+                if kind == "copy" and sources:
+                    src = sources[n % len(sources)].objs[0]
+                    make, size = src.copy, src.nbytes
+                else:
+                    kind, src = ("zeros" if kind == "copy" else kind), None
+                    make, size = (lambda: getattr(np, kind)(n, dtype)), n * dtype.itemsize
+                key = self.next_key
+                blocks = [Block(b.start, b.size, b.key) for b in self.blocks]
+                saved = (self.used, self.committed, self.hw)
+                try:
+                    start = self.m_block_alloc(size, key)
+                except Refused:
+                    self.blocks = blocks
+                    self.used, self.committed, self.hw = saved
+                    self.expect_refusal(make, MemoryError)
+                    continue
+                y = make()
+                fresh = raw(addr(y), y.nbytes)
+                assert self.add("block", y, start, y.nbytes, None, True, True) == key
+                made.append((y, start, kind, src, fresh))
+                del y
+        for y, start, kind, src, fresh in made:
+            assert addr(y) == a.address + start and y.flags.owndata
+            if kind == "zeros":
+                assert not fresh.strip(b"\0")
+            elif kind == "copy":
+                assert fresh == src.tobytes()  # C order, as ndarray.copy() makes it
+        del made
+
+    @precondition(lambda self: any(it.kind == "block" and len(it.objs) == 1 and
+                                   it.objs[0].flags.owndata for it in self.items.values()))
+    @rule(data=st.data(), n=st.integers(1, 20000))
+    def resize_numpy_array(self, data, n):
+        """ndarray.resize: NumPy reallocs through the array's own handler (the arena's)."""
+        STEPS[0] += 1
+        key = data.draw(st.sampled_from(sorted(k for k, it in self.items.items()
+                                               if it.kind == "block" and len(it.objs) == 1
+                                               and it.objs[0].flags.owndata)))
+        it = self.items[key]
+        x = it.objs[0]
+        size = n * x.itemsize
+        blocks = [Block(b.start, b.size, b.key) for b in self.blocks]
+        saved = (self.used, self.committed, self.hw)
+        try:
+            start = self.m_block_realloc(key, size)
+        except Refused:
+            self.blocks = blocks
+            self.used, self.committed, self.hw = saved
+            return self.expect_refusal(lambda: x.resize(n, refcheck=False), MemoryError)
+        old = it.snap
+        x.resize(n, refcheck=False)
+        assert addr(x) == self.a.address + start and x.nbytes == size
+        it.start, it.nbytes = start, size
+        it.snap = raw(addr(x), size)
+        keep = min(len(old), size)
+        assert it.snap[:keep] == old[:keep] and not it.snap[keep:].strip(b"\0")
+        # NumPy zero-fills the grown tail in place: a.view()s of the block's own bytes (its
+        # aliases, legitimately) see that; nothing else may.
+        b = next(b for b in self.blocks if b.key == key)
+        for v in self.items.values():
+            if v.kind == "view" and v.start < b.end and b.start < v.start + v.nbytes:
+                v.snap = raw(self.a.address + v.start, v.nbytes)
+
+    # -- bad arguments -----------------------------------------------------------------------------------
+
+    @rule(data=st.data())
+    def bad_allocation(self, data):
+        """Every kind of bad argument: the documented error, and nothing changes."""
+        STEPS[0] += 1
+        a = self.a
+        full = MemoryError if self.rw() else ValueError  # fits-nowhere vs not-writable
+        call, exc = data.draw(st.sampled_from([
+            (lambda: a.empty(-1), ValueError), (lambda: a.empty((2, -1)), ValueError),
+            (lambda: a.empty(2.5), TypeError), (lambda: a.empty(True), TypeError),
+            (lambda: a.empty((True,)), TypeError), (lambda: a.empty(np.True_), TypeError),
+            (lambda: a.empty((1,) * 65), ValueError), (lambda: a.empty(range(10 ** 12)),
+                                                       ValueError),
+            (lambda: a.empty("ab"), TypeError), (lambda: a.empty(None), TypeError),
+            (lambda: a.empty(2 ** 63), OverflowError), (lambda: a.empty(2 ** 62), ValueError),
+            (lambda: a.empty((2 ** 32, 2 ** 32)), ValueError),
+            (lambda: a.empty((2 ** 40, 2 ** 40, 0)), ValueError),
+            (lambda: a.empty(3, order="X"), ValueError),
+            (lambda: a.empty(3, align=0), ValueError), (lambda: a.empty(3, align=3), ValueError),
+            (lambda: a.empty(3, align=-64), ValueError),
+            (lambda: a.empty(3, align=2 * PAGE), ValueError),
+            (lambda: a.empty(3, align=True), TypeError), (lambda: a.empty(3, align=8.0), TypeError),
+            (lambda: a.empty(3, align=2 ** 64), OverflowError),
+            (lambda: a.alloc(-1), ValueError), (lambda: a.alloc(2 ** 64), OverflowError),
+            (lambda: a.alloc(True), TypeError), (lambda: a.alloc(1.0), TypeError),
+            (lambda: a.alloc(np.uint64(2 ** 64 - 1)), OverflowError),
+            (lambda: a.alloc(self.reserved + 1), full),
+            (lambda: a.empty(2 ** 61, np.uint8), full),
+            (lambda: a.full(3, object()), TypeError),
+            (lambda: a.array([1, "a", None]), TypeError),
+            (lambda: a.zeros_like(np.zeros(3, object)), TypeError),
+            (lambda: a.empty_like(np.zeros(3), shape=-1), ValueError),
+            (lambda: a.make_exec_mut(), PermissionError if not self.jit else None),
+            (lambda: a.reset(True), TypeError),
+        ] + [(lambda d=d: a.empty(3, d), TypeError) for d in BAD_DTYPES]))
+        if exc is None:
+            return
+        self.expect_refusal(call, exc)
+
+    @rule()
+    def full_with_unconvertible_value_rolls_back(self):
+        """``full`` fails after allocating: used/num_allocations go back (pages committed on
+        the way may stay committed, and high_water may have seen them)."""
+        STEPS[0] += 1
+        a = self.a
+        before = (a.used, a.num_allocations, a.live_views)
+        try:
+            start = self.m_bump(80, self.align)
+        except Refused as r:
+            return self.expect_refusal(lambda: a.full(10, "x", dtype=float), r.exc)
+        self.used, self.nalloc = before[0], before[1]  # rolled back; commit/hw kept
+        try:
+            a.full(10, "x", dtype=float)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("full() with an unconvertible value succeeded")
+        assert (a.used, a.num_allocations, a.live_views) == before
+        assert a.committed >= start + 80
+
+    # -- invariants -----------------------------------------------------------------------------------
+
+    @invariant()
+    def agrees_with_model(self):
+        if not hasattr(self, "a"):
+            return
+        a = self.a
+        s = a.stats()
+        assert s["used"] == a.used == self.used
+        assert s["committed"] == a.committed == self.committed
+        assert s["high_water"] == a.high_water == self.hw
+        assert s["num_allocations"] == a.num_allocations == self.nalloc
+        assert s["live_views"] == a.live_views == self.views_since(0)
+        assert s["levels"] == a.levels == len(self.levels)
+        assert s["protection"] == a.protection == Protection(self.prot)
+        assert s["available"] == self.reserved - self.used and s["reserved"] == self.reserved
+
+    @invariant()
+    def live_bytes_intact_and_disjoint(self):
+        if not hasattr(self, "a"):
+            return
+        base = self.a.address
+        spans = []
+        for it in self.items.values():
+            assert it.objs
+            assert raw(base + it.start, it.nbytes) == it.snap, f"bytes of a live {it.kind} " \
+                "array changed"
+            assert it.start + it.nbytes <= self.used or not it.nbytes  # (an empty array
+            # may sit past ``used`` once a NumPy block below it is popped: it covers nothing)
+            if it.kind != "view" and it.nbytes:
+                spans.append((it.start, it.start + it.nbytes))
+        spans.sort()
+        for (s0, e0), (s1, e1) in zip(spans, spans[1:]):
+            assert e0 <= s1, f"live allocations overlap: [{s0}, {e0}) and [{s1}, {e1})"
+        assert self.foreign.sum() == 0
+
+
+TestFuzz = FuzzMachine.TestCase
+TestFuzz.settings = settings.get_profile(PROFILE)
+
+
+def test_zz_fuzzed_thousands_of_steps():
+    """Runs after TestFuzz in file order: the CI profile must have fuzzed thousands of steps
+    (a guard against a precondition or health check quietly starving the machine)."""
+    if STEPS[0] == 0:
+        import pytest
+        pytest.skip("TestFuzz did not run in this session (test selection)")
+    print(f"fuzzed {STEPS[0]} steps")
+    assert STEPS[0] >= 2000, STEPS[0]
