@@ -15,7 +15,7 @@ and a transparent-huge-page arena; and the compute floor, the same ufuncs writin
 import numpy as np
 
 from arena import Arena
-from arena._bench import expression
+from arena._bench import expression, step
 from arena._bench import expression_out as _expression_out
 
 from .common import MiB, arena_options, warm_arena
@@ -42,16 +42,6 @@ def state_y():
     """The expression's initial ``y``, 8 MiB, made with :func:`state`."""
     state()
     return _state[1]
-
-
-def step(x, empty_like):
-    """One step: three temporaries from ``empty_like``, each filled by a ufunc."""
-    t1 = empty_like(x)
-    np.multiply(x, 2.0, out=t1)
-    t2 = empty_like(x)
-    np.add(t1, x, out=t2)
-    t3 = empty_like(x)
-    np.subtract(t2, t1, out=t3)
 
 
 class Step:

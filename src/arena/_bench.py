@@ -299,6 +299,17 @@ def case_empty(plan: Plan, progress: Progress) -> list[Result]:
     return rows
 
 
+def step(x, empty_like):
+    """The ``step`` case's work: three temporaries from ``empty_like``, each filled by a
+    ufunc with ``out=``."""
+    t1 = empty_like(x)
+    np.multiply(x, 2.0, out=t1)
+    t2 = empty_like(x)
+    np.add(t1, x, out=t2)
+    t3 = empty_like(x)
+    np.subtract(t2, t1, out=t3)
+
+
 def case_step(plan: Plan, progress: Progress) -> list[Result]:
     """(b) A step with three temporaries the size of the state: arena + reset vs numpy.
 
@@ -310,22 +321,14 @@ def case_step(plan: Plan, progress: Progress) -> list[Result]:
     thp = ArenaOptions(size_needed).with_flags(Flags.TRANSPARENT_HUGE_PAGES).reserve()
     small = Arena(size_needed)
 
-    def temporaries(empty_like):
-        t1 = empty_like(x)
-        np.multiply(x, 2.0, out=t1)
-        t2 = empty_like(x)
-        np.add(t1, x, out=t2)
-        t3 = empty_like(x)
-        np.subtract(t2, t1, out=t3)
-
     def arena_step(a):
         def run():
-            temporaries(a.empty_like)
+            step(x, a.empty_like)
             a.reset()
         return run
 
     def numpy_step():
-        temporaries(np.empty_like)
+        step(x, np.empty_like)
 
     timers = [arena_step(thp), arena_step(small), numpy_step]
     try:
