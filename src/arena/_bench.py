@@ -88,7 +88,7 @@ class Plan:
 
 FULL = Plan(empty_number=100_000, empty_repeat=7,
             step_elements=MiB, step_number=20, step_repeat=5,
-            touch_bytes=512 * MiB, touch_repeat=5,
+            touch_bytes=512 * MiB, touch_repeat=9,
             reset_allocations=1_000_000, reset_repeat=5,
             expr_elements=MiB, expr_steps=20, expr_repeat=5,
             raw_count=10_000_000, raw_repeat=7)
