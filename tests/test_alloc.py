@@ -214,3 +214,19 @@ def test_platform_queries():
         assert key in info
     assert set(info["hugetlb"]) == set(sizes[1:])
     assert info["thp_mode"] in ("always", "madvise", "never", None)
+
+
+def test_full_failure_keeps_what_the_conversion_allocated(a):
+    class Sneaky:
+        """A fill value whose conversion allocates from the same arena, then fails."""
+        def __float__(self):
+            self.kept = a.full(4, 5.0)
+            raise ValueError("no")
+
+    sneaky = Sneaky()
+    with pytest.raises(ValueError):
+        a.full(3, sneaky, dtype=np.float64)
+    # The rollback must not free memory that a later allocation (the conversion's) holds.
+    assert a.used == a.offset_of(sneaky.kept) + 32 and (sneaky.kept == 5.0).all()
+    again = a.zeros(4)
+    assert a.offset_of(again) >= a.offset_of(sneaky.kept) + 32

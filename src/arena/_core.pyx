@@ -949,10 +949,10 @@ cdef class Arena:
         cdef size_t used = self.nused
         cdef Py_ssize_t nalloc = self.nalloc
         arr = self._new(shape, dtype, order, align, 0)
+        cdef size_t end = self.nused  # the copy may run Python code that allocates on top
         try:
             np.copyto(arr, fill_value, casting="unsafe")
         except BaseException:
-            end = self.nused
             del arr
             self._rollback(used, nalloc, end)
             raise
@@ -1017,10 +1017,10 @@ cdef class Arena:
         cdef size_t used = self.nused
         cdef Py_ssize_t nalloc = self.nalloc
         out = self._like(src, None, order, None, align, 0)
+        cdef size_t end = self.nused
         try:
             np.copyto(out, src, casting="no")
         except BaseException:
-            end = self.nused
             del out
             self._rollback(used, nalloc, end)
             raise
