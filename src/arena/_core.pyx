@@ -103,8 +103,7 @@ cdef object os_error(int err, str what):
     """OSError (the right subclass) for errno ``err``; MemoryError's subclass for ENOMEM."""
     if err == ENOMEM or err == EAGAIN:
         return CommitError(err, f"{what}: {os.strerror(err)}")
-    exc = OSError(err, f"{what}: {os.strerror(err)}")
-    return exc
+    return OSError(err, f"{what}: {os.strerror(err)}")
 
 
 cdef class _Region:

@@ -5,7 +5,7 @@ cdef extern from "<sys/mman.h>" nogil:
     void* MAP_FAILED
     int PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC
     int MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_FIXED
-    int MAP_FIXED_NOREPLACE, MAP_HUGETLB, MAP_HUGE_SHIFT
+    int MAP_HUGETLB, MAP_HUGE_SHIFT
     int MADV_DONTNEED, MADV_HUGEPAGE, MADV_DONTDUMP, MADV_SEQUENTIAL, MADV_RANDOM
     int MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_REMOVE
     int MS_SYNC, MS_ASYNC
@@ -35,7 +35,7 @@ cdef extern from "<fcntl.h>" nogil:
 
 cdef extern from "<errno.h>" nogil:
     int errno
-    int ENOMEM, EFAULT, EAGAIN, EINVAL, EEXIST
+    int ENOMEM, EFAULT, EAGAIN, EINVAL
 
 cdef extern from "<string.h>" nogil:
     void* memset(void* s, int c, size_t n)
@@ -54,7 +54,6 @@ cdef extern from "Python.h":
     Py_ssize_t PyList_GET_SIZE(object lst)
     bint PyLong_CheckExact(object o)
     bint PyTuple_CheckExact(object o)
-    object PyErr_SetFromErrno(object exc)
 
 cdef extern from * nogil:
     """
@@ -88,4 +87,3 @@ cdef extern from "numpy/arrayobject.h":
         unsigned char version
         PyDataMemAllocator allocator
     object PyDataMem_SetHandler(object handler)
-    object PyDataMem_GetHandler()
