@@ -34,11 +34,14 @@ extensions = [
         f"arena.{name}",
         [f"src/arena/{name}.pyx"],
         include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        # C lines in tracebacks: Cython caches traceback code objects by Python line alone,
+        # which the .pxi files share, so without them a frame can show another function.
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"),
+                       ("CYTHON_CLINE_IN_TRACEBACK", "1")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    for name in ("_core", "_numpy_handler")
+    for name in ("_core",)
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["src"]))

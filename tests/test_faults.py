@@ -23,7 +23,7 @@ HUGE = 2 * MiB
 PRELUDE = """
 import ctypes, errno, gc, mmap, os, resource, sys
 import numpy as np
-import arena, arena._numpy_handler   # loaded now: its .so mappings are not news later
+import arena, arena._core   # loaded now: its .so mappings are not news later
 from arena import ArenaOptions, CommitError, Flags, PageSize
 
 def maps():

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-import arena._numpy_handler  # noqa: F401  (loaded up front: its .so is not a mapping we leak)
+import arena._core  # noqa: F401  (loaded up front: its .so is not a mapping we leak)
 from arena import Arena, ArenaOptions, Flags
 from conftest import check_child, map_count, run_child
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import arena
-import arena._numpy_handler  # noqa: F401  (its .so mappings are not news later)
+import arena._core  # noqa: F401  (its .so mappings are not news later)
 from arena import Arena, ArenaOptions, Flags, Protection, UnsafeFlags
 from conftest import hugetlb_pool, map_count, run_child
 

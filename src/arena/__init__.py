@@ -12,7 +12,8 @@ bump-pointer speed; free them wholesale with ``reset()``, marks and scopes.
 ...     print(shape, a.used)
 (256, 256) 0
 """
-from ._core import Arena, ArenaError, ArenaFullError, CommitError, Mark
+from ._core import Arena, Mark
+from ._errors import ArenaError, ArenaFullError, CommitError
 from ._options import ArenaOptions, Flags, PageSize, Protection, UnsafeFlags
 from ._system import allocation_granularity, page_size, page_sizes, system_info
 

@@ -6,7 +6,9 @@ from typing_extensions import disjoint_base
 import numpy as np
 import numpy.typing as npt
 
-from ._numpy_handler import NumpyAllocator
+from ._errors import ArenaError as ArenaError
+from ._errors import ArenaFullError as ArenaFullError
+from ._errors import CommitError as CommitError
 from ._options import ArenaOptions, Protection
 
 _Shape = SupportsIndex | tuple[SupportsIndex, ...] | list[SupportsIndex]
@@ -14,12 +16,11 @@ _Order = Literal["C", "F", "c", "f"] | None
 
 __test__: dict[str, str]
 
-class ArenaError(Exception): ...
-class ArenaFullError(ArenaError, MemoryError): ...
-
-class CommitError(ArenaError, MemoryError):
-    errno: int
-    def __init__(self, errno: int, message: str) -> None: ...
+class NumpyAllocator:
+    def __init__(self, arena: Arena) -> None: ...
+    def __enter__(self) -> Arena: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool: ...
 
 @disjoint_base
 class _Region: ...

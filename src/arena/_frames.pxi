@@ -1,0 +1,126 @@
+# Frames and liveness: the safety core. Every array the arena hands out has as its base a
+# _Frame of the mark level it was allocated in, so a frame's reference count, less the
+# arena's own reference, is the number of live views of that level. Included by _core.pyx.
+
+from arena._pyapi cimport Py_REFCNT, PyList_GET_ITEM, PyList_GET_SIZE, PyObject
+
+
+cdef class _Frame:
+    """Base object of every array of one mark level (one for writable, one for read-only
+    arrays): its reference count is the number of live views of that level."""
+    cdef readonly _Region region
+    cdef size_t start
+    cdef Py_ssize_t nalloc_start
+    cdef Py_ssize_t serial
+
+    def __repr__(self):
+        return f"<arena frame at offset {self.start}>"
+
+
+cdef class Mark:
+    """A checkpoint from :meth:`Arena.mark`, for :meth:`Arena.release`.
+
+    ``arena`` is the arena it belongs to and ``offset`` the bump pointer when it was taken.
+
+    Examples
+    --------
+    >>> import arena
+    >>> a = arena.Arena(1 << 20)
+    >>> x = a.alloc(100)
+    >>> m = a.mark()
+    >>> m.offset, m.arena is a
+    (100, True)
+    """
+    cdef object owner
+    cdef Py_ssize_t level
+    cdef Py_ssize_t serial
+    cdef size_t start
+
+    @property
+    def arena(self):
+        """The :class:`Arena` this mark belongs to."""
+        return self.owner
+
+    @property
+    def offset(self):
+        """The bump pointer (bytes from the arena's start) when the mark was taken."""
+        return self.start
+
+    def __repr__(self):
+        return f"<arena.Mark level={self.level} offset={self.start}>"
+
+
+cdef class _Scope:
+    cdef Arena arena
+    cdef Mark mark
+
+    def __cinit__(self, Arena arena):
+        self.arena = arena
+
+    def __enter__(self):
+        self.mark = self.arena.mark()
+        return self.mark
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.arena.release(self.mark)
+            return False
+        # An exception is on its way and its traceback may hold views: release if we can,
+        # otherwise keep the level (its memory stays valid) rather than mask the exception.
+        try:
+            self.arena.release(self.mark)
+        except (BufferError, ValueError):
+            pass
+        return False
+
+
+cdef int _push_frame(Arena a, size_t start) except -1:
+    cdef _Frame f = _Frame()
+    f.region = a.region
+    f.start = start
+    f.nalloc_start = a.nalloc
+    f.serial = a.next_serial
+    a.next_serial += 1
+    a.frames_rw.append(f)
+    a.frames_ro.append(None)
+    return 0
+
+
+cdef inline _Frame _top_frame(Arena a):
+    return <_Frame><object>PyList_GET_ITEM(a.frames_rw, PyList_GET_SIZE(a.frames_rw) - 1)
+
+
+cdef _Frame _readonly_frame(Arena a, Py_ssize_t level):
+    cdef _Frame f
+    ro = a.frames_ro[level]
+    if ro is None:
+        f = _Frame()
+        f.region = a.region
+        f.start = (<_Frame>a.frames_rw[level]).start
+        a.frames_ro[level] = f
+        return f
+    return <_Frame>ro
+
+
+cdef Py_ssize_t _views_since(Arena a, Py_ssize_t level, bint writable_only):
+    """Live views allocated at mark level ``level`` or above (reads reference counts of
+    borrowed pointers, so no temporary reference inflates them)."""
+    cdef Py_ssize_t i, n = 0
+    cdef PyObject* f
+    for i in range(level, PyList_GET_SIZE(a.frames_rw)):
+        n += Py_REFCNT(PyList_GET_ITEM(a.frames_rw, i)) - 1
+        if not writable_only:
+            f = PyList_GET_ITEM(a.frames_ro, i)
+            if f != <PyObject*>None:
+                n += Py_REFCNT(f) - 1
+    if level < PyList_GET_SIZE(a.frames_rw):
+        n += heap_live_above(&a.heap,
+                             (<_Frame><object>PyList_GET_ITEM(a.frames_rw, level)).start)
+    return n
+
+
+cdef int _drop_levels_from(Arena a, Py_ssize_t level) except -1:
+    """Forget mark levels ``level`` and up (their memory is free again)."""
+    del a.frames_rw[level:]
+    del a.frames_ro[level:]
+    return 0

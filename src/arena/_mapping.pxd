@@ -1,0 +1,18 @@
+# The OS layer's state (the counterpart of mmap-rs's os_impl): one reserved mapping and its
+# commit frontier. Its functions live in _mapping.pxi; it knows nothing of NumPy or arenas.
+
+ctypedef struct Mapping:
+    char* base              # NULL once unmapped
+    size_t reserved         # bytes of address space
+    size_t committed        # [0, committed) has protection ``prot``; the rest is PROT_NONE
+    size_t page             # the page size backing the mapping (a huge size for hugetlb)
+    size_t step             # commit granularity
+    int prot
+    int fd                  # the file or memfd behind the mapping, or -1
+    unsigned int flags      # arena.Flags bits: populate, lock, advice
+    bint hugetlb
+    bint shared             # MAP_SHARED
+    bint file_backed        # a user's file (not our own memfd)
+    bint locked             # lock() asked for: commits are mlocked too
+    size_t file_offset      # where the mapping starts in the file
+    size_t file_known       # bytes past file_offset the file is known to hold

@@ -1,0 +1,22 @@
+# NumPy C API that numpy's own __init__.pxd leaves out: array construction over foreign
+# memory, and the NEP 49 data allocation handler.
+from numpy cimport npy_intp, ndarray
+
+cdef extern from "numpy/arrayobject.h":
+    # Left commented out in NumPy's .pxd; takes raw pointers and steals ``descr``.
+    object PyArray_NewFromDescr(void* subtype, void* descr, int nd, npy_intp* dims,
+                                npy_intp* strides, void* data, int flags, void* obj)
+    int PyArray_SetBaseObject(ndarray arr, object base) except -1  # steals ``base``
+
+    # NEP 49: NumPy's data allocation handler, a PyCapsule named "mem_handler".
+    ctypedef struct PyDataMemAllocator:
+        void* ctx
+        void* (*malloc)(void* ctx, size_t size) noexcept nogil
+        void* (*calloc)(void* ctx, size_t nelem, size_t elsize) noexcept nogil
+        void* (*realloc)(void* ctx, void* ptr, size_t new_size) noexcept nogil
+        void (*free)(void* ctx, void* ptr, size_t size) noexcept nogil
+    ctypedef struct PyDataMem_Handler:
+        char name[127]
+        unsigned char version
+        PyDataMemAllocator allocator
+    object PyDataMem_SetHandler(object handler)

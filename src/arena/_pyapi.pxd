@@ -1,0 +1,10 @@
+# CPython macros on borrowed pointers: reading a frame's reference count must not take a
+# reference of its own (Cython's cpython/*.pxd declare these with owned objects).
+
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    Py_ssize_t Py_REFCNT(PyObject* o)
+    PyObject* PyList_GET_ITEM(object lst, Py_ssize_t i)
+    Py_ssize_t PyList_GET_SIZE(object lst)
+    bint PyLong_CheckExact(object o)
+    bint PyTuple_CheckExact(object o)
