@@ -42,9 +42,7 @@ import time
 
 import numpy as np
 
-from . import _system
-from ._core import Arena
-from ._options import ArenaOptions, Flags, PageSize
+from .. import Arena, ArenaOptions, Flags, PageSize, _system
 
 DEFAULT_SIZE = 2000
 DEFAULT_STEPS = 80

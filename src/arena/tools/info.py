@@ -9,8 +9,7 @@ import json
 import subprocess
 import sys
 
-from . import _system
-from ._options import ArenaOptions, Flags
+from .. import ArenaOptions, Flags, _system
 
 
 def _fmt_bytes(n: int | None) -> str:

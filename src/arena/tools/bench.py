@@ -51,9 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._core import Arena
-from ._options import ArenaOptions, Flags
-from . import _system
+from .. import Arena, ArenaOptions, Flags, _system
 
 # numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
 # freed 8 MiB blocks, and the other cases' allocations change that.
@@ -587,7 +585,7 @@ def _build_consumer():
     include = sysconfig.get_paths()["include"]
     if not os.path.exists(os.path.join(include, "Python.h")):
         return None, f"no Python headers ({include}/Python.h missing)"
-    from . import cython_example
+    from .. import cython_example
     folder = tempfile.mkdtemp(prefix="arena-bench-")
     try:
         return cython_example.build(folder), ""
