@@ -43,6 +43,7 @@ import time
 import numpy as np
 
 from .. import Arena, ArenaOptions, Flags, PageSize, _system
+from .._format import format_bytes
 
 DEFAULT_SIZE = 2000
 DEFAULT_STEPS = 80
@@ -328,14 +329,6 @@ def _run_in_child(directory, name, n, steps, seed, huge_pages, progress) -> dict
 
 # -- checks before starting ------------------------------------------------------------------------
 
-def _fmt_mib(n: int) -> str:
-    if n >= 10 << 20:
-        return f"{n / (1 << 20):.0f} MiB"
-    if n >= 1 << 20 or n == 0:
-        return f"{n / (1 << 20):.1f} MiB"
-    return f"{n / 1024:.0f} KiB"
-
-
 def _fill_hint(pages: int) -> str:
     hint = (f"fill it as root with `echo {pages} > /sys/kernel/mm/hugepages/hugepages-"
             f"{HUGETLB_SIZE // 1024}kB/nr_hugepages`")
@@ -427,8 +420,8 @@ def run(args: argparse.Namespace) -> int:
     # Fields + a step's temporaries in a child, its copy in transit and two pairs here.
     estimate = 14 * field_bytes
     if available is not None and estimate > available:
-        return _error(f"a {n}x{n} grid needs about {_fmt_mib(estimate)} but only "
-                      f"{_fmt_mib(available)} is available; use a smaller --size")
+        return _error(f"a {n}x{n} grid needs about {format_bytes(estimate)} but only "
+                      f"{format_bytes(available)} is available; use a smaller --size")
     if args.huge_pages == "hugetlb":
         why = _check_hugetlb(n)
         if why:
@@ -504,7 +497,7 @@ def render_table(report: dict) -> str:
         f"Gray-Scott reaction-diffusion: {n}x{n} {report['dtype']} grid, {steps} steps, "
         f"seed {report['seed']}, arena pages: {report['huge_pages']} "
         f"(THP mode {report['thp_mode']}), NumPy {report['numpy_version']}",
-        f"Each temporary is {_fmt_mib((n - 2) ** 2 * np.dtype(report['dtype']).itemsize)}. "
+        f"Each temporary is {format_bytes((n - 2) ** 2 * np.dtype(report['dtype']).itemsize)}. "
         "Each variant runs in a fresh process, so peak RSS (ru_maxrss) is its own.",
         "",
     ]
@@ -517,8 +510,8 @@ def render_table(report: dict) -> str:
             f"{r['seconds']:.2f}" if r["seconds"] >= 10 else f"{r['seconds']:.3f}",
             f"{r['steps_per_second']:.1f}",
             f"{r['speedup_vs_numpy']:.2f}x",
-            _fmt_mib(r["peak_rss_bytes"]),
-            _fmt_mib(r["peak_rss_bytes"] - r["rss_before_loop_bytes"]),
+            format_bytes(r["peak_rss_bytes"]),
+            format_bytes(r["peak_rss_bytes"] - r["rss_before_loop_bytes"]),
             f"{r['minor_faults']:,}",
             f"{r['major_faults']:,}",
             "reference" if r["name"] == "numpy" else ("yes" if r["equal_to_numpy"] else
