@@ -33,17 +33,15 @@ The full run takes about 20 s on two cores (3 s of it building the Cython module
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
-import importlib.util
 import json
 import math
 import os
 import platform
 import resource
-import shlex
 import shutil
 import sys
-import sysconfig
 import tempfile
 import time
 import timeit
@@ -51,7 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import Arena, ArenaOptions, Flags, _system
+from .. import Arena, ArenaOptions, Flags, _system, cython_example
 # exact=True for sizes: they are plan sizes and whole huge pages, and a label reads
 # "8 MiB", not "8.0 MiB".
 from .._format import format_bytes, format_time
@@ -572,35 +570,19 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
     ]
 
 
-_consumer_cache: list = []
-
-
-def _build_consumer():
-    """(module, "") with ``arena.cython_example`` built, or (None, why) when this machine
-    cannot build it: Cython, a C compiler or the Python headers missing. Any other build
-    failure is an error."""
-    if importlib.util.find_spec("Cython") is None:
-        return None, "Cython is not installed"
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    compiler = shlex.split(cc)[0]
-    if shutil.which(compiler) is None:
-        return None, f"no C compiler ({compiler} not found)"
-    include = sysconfig.get_paths()["include"]
-    if not os.path.exists(os.path.join(include, "Python.h")):
-        return None, f"no Python headers ({include}/Python.h missing)"
-    from .. import cython_example
+@functools.cache
+def consumer():
+    """(module, "") with ``arena.cython_example`` built, once per process, or (None, why)
+    when this machine cannot build it: Cython, a C compiler or the Python headers missing.
+    Any other build failure is an error."""
+    why = cython_example.missing_toolchain()
+    if why is not None:
+        return None, why
     folder = tempfile.mkdtemp(prefix="arena-bench-")
     try:
         return cython_example.build(folder), ""
     finally:  # the extension stays loaded after its file is gone
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def consumer():
-    """The Cython consumer (``arena.cython_example``) and why not: built once per process."""
-    if not _consumer_cache:
-        _consumer_cache.append(_build_consumer())
-    return _consumer_cache[0]
 
 
 ALLOC_RAW_TARGET = 2e-9  # seconds per call
