@@ -227,12 +227,13 @@ def _loop(name: str, U: np.ndarray, V: np.ndarray, steps: int, a: Arena | None, 
         raise ValueError(f"unknown variant {name!r}")
 
 
-def _vm_hwm() -> int | None:
-    """Peak RSS of this address space (``VmHWM``), in bytes; None if unknown."""
+def _proc_kib(path: str, key: str) -> int | None:
+    """The ``key:  N kB`` line of a /proc file such as /proc/meminfo, in bytes; None if
+    the file or the line is missing."""
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -266,7 +267,8 @@ def run_variant(name: str, n: int, steps: int, seed: int, huge_pages: str,
         # ru_maxrss is in KiB on Linux.
         "peak_rss_bytes": after.ru_maxrss * 1024,
         "rss_before_loop_bytes": before.ru_maxrss * 1024,
-        "vm_hwm_bytes": _vm_hwm(),
+        # Peak RSS of this address space, immune to the exec carry-over of ru_maxrss.
+        "vm_hwm_bytes": _proc_kib("/proc/self/status", "VmHWM"),
         "minor_faults": after.ru_minflt - before.ru_minflt,
         "major_faults": after.ru_majflt - before.ru_majflt,
         "v_mean_initial": v_mean_initial,
@@ -363,17 +365,6 @@ def _check_hugetlb(n: int) -> str | None:
     return None
 
 
-def _mem_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 # -- the command ------------------------------------------------------------------------------------
 
 def _int_at_least(low: int):
@@ -416,7 +407,7 @@ def _error(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     n, steps = args.size, args.steps
     field_bytes = n * n * np.dtype(DTYPE).itemsize
-    available = _mem_available()
+    available = _proc_kib("/proc/meminfo", "MemAvailable")
     # Fields + a step's temporaries in a child, its copy in transit and two pairs here.
     estimate = 14 * field_bytes
     if available is not None and estimate > available:
