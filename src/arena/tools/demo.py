@@ -97,6 +97,17 @@ def step_numpy(U: np.ndarray, V: np.ndarray) -> None:
     v += DT * dv
 
 
+def _laplacian(F: np.ndarray, out: np.ndarray, t: np.ndarray) -> None:
+    """``out = F[:-2] + F[2:] + F[:, :-2] + F[:, 2:] - 4.0 * f`` on the interior ``f`` of
+    ``F``, left to right as Python evaluates :func:`step_numpy`'s expression; ``t`` is
+    scratch."""
+    np.add(F[:-2, 1:-1], F[2:, 1:-1], out=out)
+    np.add(out, F[1:-1, :-2], out=out)
+    np.add(out, F[1:-1, 2:], out=out)
+    np.multiply(4.0, F[1:-1, 1:-1], out=t)
+    np.subtract(out, t, out=out)
+
+
 def step_arena(U: np.ndarray, V: np.ndarray, a: Arena) -> None:
     """One step with the temporaries from the arena: :func:`step_numpy`'s operations, one
     ufunc call each, in the same order and with the same operands (so the same roundings).
@@ -110,17 +121,8 @@ def step_arena(U: np.ndarray, V: np.ndarray, a: Arena) -> None:
     lv = a.empty_like(v)
     uvv = a.empty_like(u)
     t = a.empty_like(u)
-    # lu = U[:-2] + U[2:] + U[:, :-2] + U[:, 2:] - 4.0 * u    (left to right, as Python does)
-    np.add(U[:-2, 1:-1], U[2:, 1:-1], out=lu)
-    np.add(lu, U[1:-1, :-2], out=lu)
-    np.add(lu, U[1:-1, 2:], out=lu)
-    np.multiply(4.0, u, out=t)
-    np.subtract(lu, t, out=lu)
-    np.add(V[:-2, 1:-1], V[2:, 1:-1], out=lv)
-    np.add(lv, V[1:-1, :-2], out=lv)
-    np.add(lv, V[1:-1, 2:], out=lv)
-    np.multiply(4.0, v, out=t)
-    np.subtract(lv, t, out=lv)
+    _laplacian(U, lu, t)
+    _laplacian(V, lv, t)
     # uvv = u * v * v
     np.multiply(u, v, out=uvv)
     np.multiply(uvv, v, out=uvv)
