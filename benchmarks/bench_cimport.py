@@ -9,14 +9,10 @@ call), so these are ``track_`` benchmarks in ns per allocation: best of ``REPEAT
 never a commit) and reset between runs. Skipped when Cython, a C compiler or the Python
 headers are missing.
 """
-import importlib.util
 import os
-import pathlib
-import shlex
-import shutil
-import sysconfig
 
 import arena
+import arena.cython_example
 
 from .common import MiB
 
@@ -27,24 +23,9 @@ REPEAT = 5
 _loaded = {}  # per process: the consumer module and its arena
 
 
-def _missing():
-    """Why the consumer cannot be built here, or None."""
-    if importlib.util.find_spec("Cython") is None:
-        return "Cython is not installed"
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    if shutil.which(shlex.split(cc)[0]) is None:
-        return f"no C compiler ({cc} not found)"
-    if not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
-        return "no Python headers"
-    return None
-
-
 def _load(folder):
     if "consumer" not in _loaded:
-        built = next(pathlib.Path(folder).glob("consumer*.so"))
-        spec = importlib.util.spec_from_file_location("consumer", built)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = arena.cython_example.load(folder)
         a = arena.Arena(COUNT * NBYTES + 64 * MiB)
         a.commit(COUNT * NBYTES)
         _loaded["consumer"], _loaded["arena"] = module, a
@@ -57,11 +38,9 @@ class CImportAlloc:
     timeout = 300
 
     def setup_cache(self):
-        why = _missing()
+        why = arena.cython_example.missing_toolchain()
         if why is not None:
             return {"skip": why}
-        import arena.cython_example
-
         folder = os.path.abspath("consumer")  # the cache folder: kept for the benchmarks
         arena.cython_example.build(folder)
         return {"folder": folder}

@@ -15,8 +15,8 @@ and a transparent-huge-page arena; and the compute floor, the same ufuncs writin
 import numpy as np
 
 from arena import Arena
-from arena._bench import expression, step
-from arena._bench import expression_out as _expression_out
+from arena.tools.bench import expression, step
+from arena.tools.bench import expression_out as _expression_out
 
 from .common import MiB, arena_options, warm_arena
 
@@ -66,7 +66,7 @@ class Step:
 
 
 def expression_out(x, y, steps, buffers):
-    """:func:`arena._bench.expression_out` with the four buffers in one tuple."""
+    """:func:`arena.tools.bench.expression_out` with the four buffers in one tuple."""
     t, u, r0, r1 = buffers
     return _expression_out(x, y, steps, (t, u), (r0, r1))
 

@@ -10,6 +10,7 @@ import numpy as np
 
 import arena
 from arena import ArenaOptions, Flags, PageSize
+from arena._format import format_bytes
 from arena._system import mapping_stats
 
 MiB = 1 << 20
@@ -82,7 +83,8 @@ def arena_options(nbytes, kind, *, populate=False):
         free = hugetlb_free_bytes(PageSize.SIZE_2M)
         if free < nbytes:
             raise NotImplementedError(
-                f"the 2 MiB hugetlb pool has {free // MiB} MiB free, {nbytes // MiB} MiB needed "
+                f"the 2 MiB hugetlb pool has {format_bytes(free, exact=True)} free, "
+                f"{format_bytes(nbytes, exact=True)} needed "
                 f"(as root: echo {nbytes // (2 * MiB)} > "
                 "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)")
         return opts.with_page_size(PageSize.SIZE_2M)

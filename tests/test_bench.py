@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from arena import _bench
+from arena.tools import bench as _bench
 from arena.__main__ import main
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import arena
-from arena import _demo
+from arena.tools import demo as _demo
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "simulation_loop.py"

@@ -6,6 +6,7 @@ import pytest
 
 import arena
 import arena._core
+import arena._format
 import arena._options
 import arena._system
 
@@ -13,7 +14,8 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
-@pytest.mark.parametrize("module", [arena, arena._core, arena._options, arena._system],
+@pytest.mark.parametrize("module", [arena, arena._core, arena._format, arena._options,
+                                    arena._system],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=FLAGS, raise_on_error=False)

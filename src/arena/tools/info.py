@@ -9,17 +9,9 @@ import json
 import subprocess
 import sys
 
-from . import _system
-from ._options import ArenaOptions, Flags
-
-
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "unlimited"
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    return f"{n} B"
+from .. import ArenaOptions, Flags, _system
+# exact=True throughout: a page size or a limit rounded to "1.5 MiB" would misstate it.
+from .._format import format_bytes
 
 
 def _try(options: ArenaOptions) -> str | None:
@@ -59,7 +51,8 @@ def flag_report() -> list[tuple[str, bool, str]]:
         Flags.POPULATE: "prefault at commit with MADV_POPULATE_WRITE",
         Flags.NO_RESERVE: "MAP_NORESERVE: no commit charge",
         Flags.TRANSPARENT_HUGE_PAGES: f"MADV_HUGEPAGE; THP mode is {info['thp_mode']}",
-        Flags.LOCKED: f"mlock as committed; RLIMIT_MEMLOCK {_fmt_bytes(info['memlock_limit'])}",
+        Flags.LOCKED: "mlock as committed; RLIMIT_MEMLOCK "
+                      f"{format_bytes(info['memlock_limit'], exact=True)}",
         Flags.NO_CORE_DUMP: "MADV_DONTDUMP",
         Flags.SEQUENTIAL: "MADV_SEQUENTIAL",
         Flags.RANDOM_ACCESS: "MADV_RANDOM",
@@ -72,13 +65,13 @@ def flag_report() -> list[tuple[str, bool, str]]:
         rows.append((str(flag.name), why is None, why or note))
     default = info["default_huge_page_size"]
     for size, pool in info["hugetlb"].items():
-        name = f"with_page_size({_fmt_bytes(size)})"
+        name = f"with_page_size({format_bytes(size, exact=True)})"
         if size == default:
             name = f"HUGE_PAGES, {name}"
         if pool["free"] == 0:
-            rows.append((name, False, f"the {_fmt_bytes(size)} hugetlb pool is empty: fill it "
-                         f"with `echo 8 > /sys/kernel/mm/hugepages/hugepages-{size // 1024}kB/"
-                         "nr_hugepages` (as root)"))
+            rows.append((name, False, f"the {format_bytes(size, exact=True)} hugetlb pool is "
+                         "empty: fill it with `echo 8 > /sys/kernel/mm/hugepages/"
+                         f"hugepages-{size // 1024}kB/nr_hugepages` (as root)"))
             continue
         why = _try_hugetlb(size)
         rows.append((name, why is None,
@@ -92,21 +85,21 @@ def render() -> str:
     lines = ["Machine", "-------"]
     facts = [
         ("kernel", info["kernel"]),
-        ("base page size", _fmt_bytes(info["page_size"])),
-        ("page sizes", ", ".join(_fmt_bytes(s) for s in info["page_sizes"])),
-        ("default huge page", _fmt_bytes(info["default_huge_page_size"])
+        ("base page size", format_bytes(info["page_size"], exact=True)),
+        ("page sizes", ", ".join(format_bytes(s, exact=True) for s in info["page_sizes"])),
+        ("default huge page", format_bytes(info["default_huge_page_size"], exact=True)
          if info["default_huge_page_size"] else "none"),
         ("transparent huge pages", info["thp_mode"] or "not available"),
         ("overcommit_memory", {0: "0 (heuristic)", 1: "1 (always)", 2: "2 (strict)"}.get(
             info["overcommit_memory"], str(info["overcommit_memory"]))),
         ("max_map_count", str(info["max_map_count"])),
-        ("RLIMIT_MEMLOCK", _fmt_bytes(info["memlock_limit"])),
-        ("RLIMIT_DATA", _fmt_bytes(info["data_limit"])),
-        ("RLIMIT_AS", _fmt_bytes(info["address_space_limit"])),
+        ("RLIMIT_MEMLOCK", format_bytes(info["memlock_limit"], exact=True)),
+        ("RLIMIT_DATA", format_bytes(info["data_limit"], exact=True)),
+        ("RLIMIT_AS", format_bytes(info["address_space_limit"], exact=True)),
     ]
     for size, pool in info["hugetlb"].items():
-        facts.append((f"hugetlb {_fmt_bytes(size)} pool", f"{pool['free']} free of "
-                      f"{pool['total']}"))
+        facts.append((f"hugetlb {format_bytes(size, exact=True)} pool",
+                      f"{pool['free']} free of {pool['total']}"))
     width = max(len(k) for k, _ in facts)
     lines += [f"{k:<{width}}  {v}" for k, v in facts]
     lines += ["", "What works here", "---------------"]

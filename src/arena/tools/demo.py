@@ -42,9 +42,8 @@ import time
 
 import numpy as np
 
-from . import _system
-from ._core import Arena
-from ._options import ArenaOptions, Flags, PageSize
+from .. import Arena, ArenaOptions, Flags, PageSize, _system
+from .._format import format_bytes
 
 DEFAULT_SIZE = 2000
 DEFAULT_STEPS = 80
@@ -98,6 +97,17 @@ def step_numpy(U: np.ndarray, V: np.ndarray) -> None:
     v += DT * dv
 
 
+def _laplacian(F: np.ndarray, out: np.ndarray, t: np.ndarray) -> None:
+    """``out = F[:-2] + F[2:] + F[:, :-2] + F[:, 2:] - 4.0 * f`` on the interior ``f`` of
+    ``F``, left to right as Python evaluates :func:`step_numpy`'s expression; ``t`` is
+    scratch."""
+    np.add(F[:-2, 1:-1], F[2:, 1:-1], out=out)
+    np.add(out, F[1:-1, :-2], out=out)
+    np.add(out, F[1:-1, 2:], out=out)
+    np.multiply(4.0, F[1:-1, 1:-1], out=t)
+    np.subtract(out, t, out=out)
+
+
 def step_arena(U: np.ndarray, V: np.ndarray, a: Arena) -> None:
     """One step with the temporaries from the arena: :func:`step_numpy`'s operations, one
     ufunc call each, in the same order and with the same operands (so the same roundings).
@@ -111,17 +121,8 @@ def step_arena(U: np.ndarray, V: np.ndarray, a: Arena) -> None:
     lv = a.empty_like(v)
     uvv = a.empty_like(u)
     t = a.empty_like(u)
-    # lu = U[:-2] + U[2:] + U[:, :-2] + U[:, 2:] - 4.0 * u    (left to right, as Python does)
-    np.add(U[:-2, 1:-1], U[2:, 1:-1], out=lu)
-    np.add(lu, U[1:-1, :-2], out=lu)
-    np.add(lu, U[1:-1, 2:], out=lu)
-    np.multiply(4.0, u, out=t)
-    np.subtract(lu, t, out=lu)
-    np.add(V[:-2, 1:-1], V[2:, 1:-1], out=lv)
-    np.add(lv, V[1:-1, :-2], out=lv)
-    np.add(lv, V[1:-1, 2:], out=lv)
-    np.multiply(4.0, v, out=t)
-    np.subtract(lv, t, out=lv)
+    _laplacian(U, lu, t)
+    _laplacian(V, lv, t)
     # uvv = u * v * v
     np.multiply(u, v, out=uvv)
     np.multiply(uvv, v, out=uvv)
@@ -228,12 +229,13 @@ def _loop(name: str, U: np.ndarray, V: np.ndarray, steps: int, a: Arena | None, 
         raise ValueError(f"unknown variant {name!r}")
 
 
-def _vm_hwm() -> int | None:
-    """Peak RSS of this address space (``VmHWM``), in bytes; None if unknown."""
+def _proc_kib(path: str, key: str) -> int | None:
+    """The ``key:  N kB`` line of a /proc file such as /proc/meminfo, in bytes; None if
+    the file or the line is missing."""
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -267,7 +269,8 @@ def run_variant(name: str, n: int, steps: int, seed: int, huge_pages: str,
         # ru_maxrss is in KiB on Linux.
         "peak_rss_bytes": after.ru_maxrss * 1024,
         "rss_before_loop_bytes": before.ru_maxrss * 1024,
-        "vm_hwm_bytes": _vm_hwm(),
+        # Peak RSS of this address space, immune to the exec carry-over of ru_maxrss.
+        "vm_hwm_bytes": _proc_kib("/proc/self/status", "VmHWM"),
         "minor_faults": after.ru_minflt - before.ru_minflt,
         "major_faults": after.ru_majflt - before.ru_majflt,
         "v_mean_initial": v_mean_initial,
@@ -330,14 +333,6 @@ def _run_in_child(directory, name, n, steps, seed, huge_pages, progress) -> dict
 
 # -- checks before starting ------------------------------------------------------------------------
 
-def _fmt_mib(n: int) -> str:
-    if n >= 10 << 20:
-        return f"{n / (1 << 20):.0f} MiB"
-    if n >= 1 << 20 or n == 0:
-        return f"{n / (1 << 20):.1f} MiB"
-    return f"{n / 1024:.0f} KiB"
-
-
 def _fill_hint(pages: int) -> str:
     hint = (f"fill it as root with `echo {pages} > /sys/kernel/mm/hugepages/hugepages-"
             f"{HUGETLB_SIZE // 1024}kB/nr_hugepages`")
@@ -369,17 +364,6 @@ def _check_hugetlb(n: int) -> str | None:
         state = "is empty" if free == 0 else f"has {free} free pages"
         return (f"--huge-pages hugetlb needs {need} free 2 MiB huge pages for a {n}x{n} grid "
                 f"but the pool {state}; {_fill_hint(pools[HUGETLB_SIZE]['total'] - free + need)}")
-    return None
-
-
-def _mem_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
     return None
 
 
@@ -425,12 +409,12 @@ def _error(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     n, steps = args.size, args.steps
     field_bytes = n * n * np.dtype(DTYPE).itemsize
-    available = _mem_available()
+    available = _proc_kib("/proc/meminfo", "MemAvailable")
     # Fields + a step's temporaries in a child, its copy in transit and two pairs here.
     estimate = 14 * field_bytes
     if available is not None and estimate > available:
-        return _error(f"a {n}x{n} grid needs about {_fmt_mib(estimate)} but only "
-                      f"{_fmt_mib(available)} is available; use a smaller --size")
+        return _error(f"a {n}x{n} grid needs about {format_bytes(estimate)} but only "
+                      f"{format_bytes(available)} is available; use a smaller --size")
     if args.huge_pages == "hugetlb":
         why = _check_hugetlb(n)
         if why:
@@ -506,7 +490,7 @@ def render_table(report: dict) -> str:
         f"Gray-Scott reaction-diffusion: {n}x{n} {report['dtype']} grid, {steps} steps, "
         f"seed {report['seed']}, arena pages: {report['huge_pages']} "
         f"(THP mode {report['thp_mode']}), NumPy {report['numpy_version']}",
-        f"Each temporary is {_fmt_mib((n - 2) ** 2 * np.dtype(report['dtype']).itemsize)}. "
+        f"Each temporary is {format_bytes((n - 2) ** 2 * np.dtype(report['dtype']).itemsize)}. "
         "Each variant runs in a fresh process, so peak RSS (ru_maxrss) is its own.",
         "",
     ]
@@ -519,8 +503,8 @@ def render_table(report: dict) -> str:
             f"{r['seconds']:.2f}" if r["seconds"] >= 10 else f"{r['seconds']:.3f}",
             f"{r['steps_per_second']:.1f}",
             f"{r['speedup_vs_numpy']:.2f}x",
-            _fmt_mib(r["peak_rss_bytes"]),
-            _fmt_mib(r["peak_rss_bytes"] - r["rss_before_loop_bytes"]),
+            format_bytes(r["peak_rss_bytes"]),
+            format_bytes(r["peak_rss_bytes"] - r["rss_before_loop_bytes"]),
             f"{r['minor_faults']:,}",
             f"{r['major_faults']:,}",
             "reference" if r["name"] == "numpy" else ("yes" if r["equal_to_numpy"] else

@@ -33,17 +33,15 @@ The full run takes about 20 s on two cores (3 s of it building the Cython module
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
-import importlib.util
 import json
 import math
 import os
 import platform
 import resource
-import shlex
 import shutil
 import sys
-import sysconfig
 import tempfile
 import time
 import timeit
@@ -51,9 +49,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._core import Arena
-from ._options import ArenaOptions, Flags
-from . import _system
+from .. import Arena, ArenaOptions, Flags, _system, cython_example
+# exact=True for sizes: they are plan sizes and whole huge pages, and a label reads
+# "8 MiB", not "8.0 MiB".
+from .._format import format_bytes, format_time
 
 # numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
 # freed 8 MiB blocks, and the other cases' allocations change that.
@@ -339,7 +338,7 @@ def case_step(plan: Plan, progress: Progress) -> list[Result]:
     finally:
         thp.close()
         small.close()
-    size = _fmt_bytes(x.nbytes)
+    size = format_bytes(x.nbytes, exact=True)
     peer = f"3 x {size} np.empty_like"
     return [Result("step", f"3 x {size} a.empty_like + reset(), THP", best[0], peer, best[2],
                    0.3, plan.step_repeat, "ufunc with out= into each temporary; target on the "
@@ -377,12 +376,12 @@ def case_touch(plan: Plan, progress: Progress, how: str) -> list[Result]:
     for timer in timers:
         timer.timeit(1)
     best = best_of(timers, plan.touch_repeat, 1, progress)
-    size = _fmt_bytes(n)
+    size = format_bytes(n, exact=True)
     what = ("x[:] = 1 (every byte)" if how == "fill"
             else f"x[::{_system.page_size()}] = 1 (one byte a page)")
     mode = _system.thp_mode()
-    note = (f"THP mode {mode}; {_fmt_bytes(huge.get('bytes', 0))} of {size} on huge pages; "
-            f"touch: {what}")
+    note = (f"THP mode {mode}; {format_bytes(huge.get('bytes', 0), exact=True)} of {size} on "
+            f"huge pages; touch: {what}")
     return [Result("touch", f"{size} commit + touch, THP", best[0],
                    f"{size} commit + touch, 4 KiB pages", best[1], 0.25, plan.touch_repeat,
                    note, per="buffer")]
@@ -409,7 +408,7 @@ def case_reset(plan: Plan, progress: Progress) -> list[Result]:
         best = best_of(timers, plan.reset_repeat, 1, progress)
     finally:
         a.close()
-    count = f"{n:.0e}".replace("e+0", "e") if n >= 10_000 else str(n)
+    count = _fmt_count(n)
     return [Result("reset", f"reset() after {count} a.empty(8)", best[0],
                    f"drop {count} np.empty(8) arrays", best[1], 0.001, plan.reset_repeat,
                    "allocations made untimed; arena arrays dropped as made", per="free")]
@@ -535,7 +534,7 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
            "page kind" if on_thp else
            f"NumPy's own allocator gets no huge pages here (THP mode {mode}, NumPy madvise "
            f"{'on' if madvise else 'off'}), so the 4 KiB arena matches its page kind")
-    size = _fmt_bytes(nbytes)
+    size = format_bytes(nbytes, exact=True)
     arena_label = f"{size} expr in a.numpy_allocator()"
     peer_label = f"{size} expr, NumPy's allocator"
     r = lambda s: _fmt_ratio(s / numpy)  # noqa: E731
@@ -551,8 +550,8 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
                f"{floor_def}: "
                f"{r(floor_4k_s)} in 4 KiB-page buffers, {r(floor_np_s)} in np.empty buffers; "
                + ("target on the THP row" if on_thp else f"target here: {why}"))
-    note_thp = (f"THP arena, {_fmt_bytes(huge)} on huge pages; compute floor in THP buffers / "
-                f"plain NumPy: {r(floor_thp_s)}; "
+    note_thp = (f"THP arena, {format_bytes(huge, exact=True)} on huge pages; compute floor in "
+                f"THP buffers / plain NumPy: {r(floor_thp_s)}; "
                 + (f"target here: {why}" if on_thp else "target on the 4 KiB row"))
 
     def extra(floor_s, floor_label):
@@ -571,35 +570,19 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
     ]
 
 
-_consumer_cache: list = []
-
-
-def _build_consumer():
-    """(module, "") with ``arena.cython_example`` built, or (None, why) when this machine
-    cannot build it: Cython, a C compiler or the Python headers missing. Any other build
-    failure is an error."""
-    if importlib.util.find_spec("Cython") is None:
-        return None, "Cython is not installed"
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    compiler = shlex.split(cc)[0]
-    if shutil.which(compiler) is None:
-        return None, f"no C compiler ({compiler} not found)"
-    include = sysconfig.get_paths()["include"]
-    if not os.path.exists(os.path.join(include, "Python.h")):
-        return None, f"no Python headers ({include}/Python.h missing)"
-    from . import cython_example
+@functools.cache
+def consumer():
+    """(module, "") with ``arena.cython_example`` built, once per process, or (None, why)
+    when this machine cannot build it: Cython, a C compiler or the Python headers missing.
+    Any other build failure is an error."""
+    why = cython_example.missing_toolchain()
+    if why is not None:
+        return None, why
     folder = tempfile.mkdtemp(prefix="arena-bench-")
     try:
         return cython_example.build(folder), ""
     finally:  # the extension stays loaded after its file is gone
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def consumer():
-    """The Cython consumer (``arena.cython_example``) and why not: built once per process."""
-    if not _consumer_cache:
-        _consumer_cache.append(_build_consumer())
-    return _consumer_cache[0]
 
 
 ALLOC_RAW_TARGET = 2e-9  # seconds per call
@@ -633,11 +616,11 @@ def case_alloc_raw(plan: Plan, progress: Progress) -> list[Result]:
         a.reset()
     finally:
         a.close()
-    count = f"{n:.0e}".replace("e+0", "e") if n >= 10_000 else str(n)
+    count = _fmt_count(n)
     how = (f"{count} calls a repeat from arena.cython_example (built once), arena committed "
            f"up front{' (but it grew: the loop included a commit)' if grew else ''} and "
            "reset between repeats")
-    notes = [f"target is the time itself (<= {_fmt_time(ALLOC_RAW_TARGET)} a call), 'met' "
+    notes = [f"target is the time itself (<= {format_time(ALLOC_RAW_TARGET)} a call), 'met' "
              "judges that: no peer allocates from C through a comparable API; the ratio to "
              f"np.empty(8) (a Python call making an ndarray) is information only; {how}",
              "the inline bump alone, without the GIL; no target"]
@@ -649,18 +632,8 @@ def case_alloc_raw(plan: Plan, progress: Progress) -> list[Result]:
 # -- reporting ------------------------------------------------------------------------------
 
 
-def _fmt_time(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
-
-
-def _fmt_bytes(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            return f"{n / (1 << shift):g} {unit}"
-    return f"{n} B"
+def _fmt_count(n: int) -> str:
+    return f"{n:.0e}".replace("e+0", "e") if n >= 10_000 else str(n)
 
 
 def _fmt_ratio(r: float | None) -> str:
@@ -684,13 +657,14 @@ def render(results: list[Result], header: str) -> str:
         if r.target is None:
             target = "-"
         elif r.target_unit == "seconds":
-            target = f"<= {_fmt_time(r.target)}"
+            target = f"<= {format_time(r.target)}"
         else:
             target = f"<= {r.target:g}"
         if r.skipped:
             times, met = ("-", "-", "-"), "skipped"
         else:
-            times = (_fmt_time(r.arena_seconds), _fmt_time(r.peer_seconds), _fmt_ratio(r.ratio))
+            times = (format_time(r.arena_seconds), format_time(r.peer_seconds),
+                     _fmt_ratio(r.ratio))
             met = "-" if r.met is None else ("yes" if r.met else "no")
         rows.append((r.case, r.per, r.arena_label, times[0], r.peer_label, times[1], times[2],
                      target, met))
@@ -777,8 +751,8 @@ def run(args: argparse.Namespace) -> int:
         if head.skipped:
             progress.done(head.note)
         else:
-            progress.done(f"arena {_fmt_time(head.arena_seconds)}, peer "
-                          f"{_fmt_time(head.peer_seconds)}, ratio {_fmt_ratio(head.ratio)}")
+            progress.done(f"arena {format_time(head.arena_seconds)}, peer "
+                          f"{format_time(head.peer_seconds)}, ratio {_fmt_ratio(head.ratio)}")
         results.extend(rows)
     env = _environment(plan_name)
     if args.json:
