@@ -31,6 +31,7 @@ from arena._mman cimport PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 from arena._overflow cimport arena_add_overflow
 
 from ._errors import ArenaError, ArenaFullError, CommitError, os_error
+from ._format import format_bytes
 from ._options import ArenaOptions, Flags, Protection, UnsafeFlags
 
 cnp.import_array()
@@ -816,18 +817,12 @@ cdef class Arena:
         if self.base == NULL:
             return "<arena.Arena closed>"
         flags = f" flags={Flags(self.map.flags)!r}" if self.map.flags else ""
-        return (f"<arena.Arena at {self.address:#x} used={_fmt(self.nused)} "
-                f"committed={_fmt(self.map.committed)} reserved={_fmt(self.map.reserved)} "
+        b = format_bytes
+        return (f"<arena.Arena at {self.address:#x} used={b(self.nused)} "
+                f"committed={b(self.map.committed)} reserved={b(self.map.reserved)} "
                 f"allocations={self.nalloc} live_views={_views_since(self, 0, False)} "
-                f"levels={PyList_GET_SIZE(self.frames_rw)} page={_fmt(self.page)} "
+                f"levels={PyList_GET_SIZE(self.frames_rw)} page={b(self.page)} "
                 f"protection={Protection(self.map.prot).name}{flags}>")
 
     def __reduce__(self):
         raise TypeError("an Arena cannot be pickled (it owns a memory mapping)")
-
-
-def _fmt(size_t n):
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= (<size_t>1 << shift):
-            return f"{n / (1 << shift):.1f} {unit}"
-    return f"{n} B"
