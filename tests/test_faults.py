@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 import arena
-from conftest import check_child, hugetlb_pool
+from helpers import check_child, hugetlb_pool
 
 MiB = 1 << 20
 HUGE = 2 * MiB
@@ -361,7 +361,7 @@ def test_mlock_refused_by_memlock_limit_for_an_unprivileged_process():
         s = small.full(100, 6, dtype=np.int16)   # 256 KiB locked, within the limit
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (1 << 20, 1 << 20))
         sys.path.insert(0, %r)
-        from conftest import smaps               # imported while root can read it
+        from helpers import smaps                # imported while root can read it
         if os.geteuid() == 0:
             os.setuid(65534)                     # root ignores RLIMIT_MEMLOCK
         def locked_bytes(x):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from arena import Arena
-from conftest import check_child, map_count
+from helpers import check_child, map_count
 
 
 def test_views_keep_memory_alive_after_arena_is_dropped():

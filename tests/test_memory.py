@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from arena import Arena, ArenaOptions
-from conftest import check_child, rss, run_child, smaps
+from helpers import check_child, rss, run_child, smaps
 
 MiB = 1 << 20
 

@@ -6,7 +6,7 @@ import pytest
 
 import arena
 from arena import ArenaOptions, Flags, PageSize
-from conftest import check_child, hugetlb_pool, smaps
+from helpers import check_child, hugetlb_pool, smaps
 
 MiB = 1 << 20
 
@@ -195,7 +195,7 @@ def test_hugetlb_pages_show_in_smaps():
     with hugetlb_pool(HUGE, 4):
         out = check_child(f"""
             import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})
-            from conftest import smaps
+            from helpers import smaps
             import arena
             a = arena.ArenaOptions(1 << 30).with_page_size({HUGE}).reserve()
             x = a.alloc(4 << 20); x[:] = 1

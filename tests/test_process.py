@@ -11,7 +11,7 @@ import pytest
 
 import arena._numpy_handler  # noqa: F401  (loaded up front: its .so is not a mapping we leak)
 from arena import Arena, ArenaOptions, Flags
-from conftest import check_child, map_count, run_child
+from helpers import check_child, map_count, run_child
 
 MiB = 1 << 20
 

@@ -10,7 +10,7 @@ import pytest
 import arena
 import arena._numpy_handler  # noqa: F401  (its .so mappings are not news later)
 from arena import Arena, ArenaOptions, Flags, Protection, UnsafeFlags
-from conftest import hugetlb_pool, map_count, run_child
+from helpers import hugetlb_pool, map_count, run_child
 
 MiB = 1 << 20
 HUGE = 2 * MiB

@@ -1,4 +1,9 @@
-"""Shared test helpers: run code in a child process, read /proc/self/smaps, set a hugetlb pool."""
+"""Shared test helpers: run code in a child process, read /proc/self/smaps, set a hugetlb pool.
+
+Test modules import these with ``from helpers import ...``: ``pythonpath = ["tests"]`` in
+pyproject.toml puts this directory on ``sys.path`` under every ``--import-mode``. Child
+processes that need one insert ``os.path.dirname(__file__)`` into their ``sys.path`` first.
+"""
 from __future__ import annotations
 
 import contextlib
