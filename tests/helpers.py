@@ -3,6 +3,7 @@
 Test modules import these with ``from helpers import ...``: ``pythonpath = ["tests"]`` in
 pyproject.toml puts this directory on ``sys.path`` under every ``--import-mode``. Child
 processes that need one insert ``os.path.dirname(__file__)`` into their ``sys.path`` first.
+Fixtures, hooks and the hypothesis profiles live in conftest.py.
 """
 from __future__ import annotations
 

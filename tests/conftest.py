@@ -1,0 +1,20 @@
+"""Fixtures, hooks and hypothesis profiles for the whole suite (helpers are in helpers.py).
+
+Hypothesis profiles, chosen with the HYPOTHESIS_PROFILE environment variable (or pytest's
+``--hypothesis-profile``); every state machine in test_fuzz.py runs under the one loaded:
+
+* ``ci`` (the default): a few thousand steps per machine, well under a minute in all;
+* ``long``: far more examples and longer runs, for a deliberate search (tens of minutes).
+
+The machines' TestCase adds ``deadline=None`` and suppresses the health checks on its own.
+"""
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=500, stateful_step_count=50, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=20000, stateful_step_count=100, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
