@@ -23,6 +23,7 @@ is unset (a few thousand steps each, well under a minute), ``long`` with
 import ctypes
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
                                  rule)
@@ -211,6 +212,7 @@ class ArenaMachine(RuleBasedStateMachine):
             pass  # a failing step's traceback may still hold a view; the failure is reported
 
 
+@pytest.mark.slow
 class TestArenaMachine(ArenaMachine.TestCase):
     pass
 
@@ -882,6 +884,7 @@ class FuzzMachine(RuleBasedStateMachine):
         assert self.foreign.sum() == 0
 
 
+@pytest.mark.slow
 class TestFuzz(FuzzMachine.TestCase):
     def runTest(self):
         """The machine, then a guard against a precondition or health check quietly starving

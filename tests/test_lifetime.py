@@ -196,6 +196,7 @@ def test_context_manager_with_live_view_raises():
     assert not a.closed and x.sum() == 0
 
 
+@pytest.mark.rlimit
 def test_collected_arena_unmaps():
     before = map_count()
     for _ in range(50):

@@ -47,6 +47,7 @@ def test_populate_prefaults_at_commit():
     assert committed_smaps(lazy)["Rss"] == 0
 
 
+@pytest.mark.rlimit
 def test_locked_flag_and_lock_unlock():
     a = ArenaOptions(1 << 30).with_flags(Flags.LOCKED).with_commit_step(MiB).reserve()
     a.commit(2 * MiB)
@@ -67,6 +68,8 @@ def test_locked_flag_and_lock_unlock():
     assert committed_smaps(b)["Locked"] == 0
 
 
+@pytest.mark.root
+@pytest.mark.rlimit
 def test_lock_beyond_memlock_limit_is_memoryerror():
     out = check_child("""
         import os, resource
@@ -111,6 +114,7 @@ def test_stack_is_accepted():
         del x
 
 
+@pytest.mark.rlimit
 def test_default_commit_is_charged_no_reserve_is_not():
     out = check_child("""
         import arena
@@ -155,6 +159,8 @@ def test_huge_pages_unavailable_size_is_valueerror():
 HUGE = 2 * MiB
 
 
+@pytest.mark.root
+@pytest.mark.rlimit
 def test_hugetlb_commit_exhaustion_is_memoryerror_never_sigbus():
     if HUGE not in arena.page_sizes():
         pytest.skip("no 2 MiB hugetlb pages")
@@ -189,6 +195,7 @@ def test_hugetlb_commit_exhaustion_is_memoryerror_never_sigbus():
         assert out.split() == ["refused", "CommitError", "ok"]
 
 
+@pytest.mark.root
 def test_hugetlb_pages_show_in_smaps():
     if HUGE not in arena.page_sizes():
         pytest.skip("no 2 MiB hugetlb pages")
@@ -205,6 +212,9 @@ def test_hugetlb_pages_show_in_smaps():
         assert out.split() == [str(HUGE), str(4 * MiB)]
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.rlimit
 def test_hugetlb_1g_when_a_page_can_be_had():
     giant = 1 << 30
     if giant not in arena.page_sizes():
@@ -223,6 +233,7 @@ def test_hugetlb_1g_when_a_page_can_be_had():
         assert out.split() == ["refused", str(giant), str(giant), "3"]
 
 
+@pytest.mark.rlimit
 def test_decommit_keeps_the_rest_locked():
     a = ArenaOptions(1 << 30).with_flags(Flags.LOCKED).with_commit_step(MiB).reserve()
     x = a.alloc(MiB + 1)
