@@ -1,66 +1,30 @@
-"""Shared test helpers: run code in a child process, read /proc/self/smaps, set a hugetlb pool."""
-from __future__ import annotations
+"""Fixtures, hooks and hypothesis profiles for the whole suite (helpers are in helpers.py).
 
-import contextlib
+Hypothesis profiles, chosen with the HYPOTHESIS_PROFILE environment variable (or pytest's
+``--hypothesis-profile``); every state machine in test_fuzz.py runs under the one loaded:
+
+* ``ci`` (the default): a few thousand steps per machine, well under a minute in all;
+* ``long``: far more examples and longer runs, for a deliberate search (tens of minutes).
+
+The machines' TestCase adds ``deadline=None`` and suppresses the health checks on its own.
+"""
 import os
-import subprocess
-import sys
-import textwrap
 
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
-from arena._system import mapping_stats
-
-
-def run_child(code: str, timeout: float = 120, env: dict | None = None):
-    """Run ``code`` in a fresh interpreter; crash-prone scenarios go here so that a SIGBUS
-    or SIGSEGV fails one test instead of the whole run."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+settings.register_profile("ci", max_examples=500, stateful_step_count=50, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=20000, stateful_step_count=100, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-def check_child(code: str, **kwargs) -> str:
-    out = run_child(code, **kwargs)
-    assert out.returncode == 0, (f"child exited with {out.returncode}\n"
-                                 f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}")
-    return out.stdout
-
-
-def smaps(start: int, end: int, pid: str = "self") -> dict:
-    """kB fields (in bytes), VmFlags and mapping count of ``[start, end)`` from smaps."""
-    return mapping_stats(start, end - start, pid)
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGESIZE")
-
-
-def map_count() -> int:
-    with open("/proc/self/maps") as f:
-        return sum(1 for _ in f)
-
-
-@contextlib.contextmanager
-def hugetlb_pool(size: int, pages: int):
-    """Set the ``size`` hugetlb pool to ``pages`` pages (root only) and restore it after;
-    skip when it cannot be set or does not fill."""
-    path = f"/sys/kernel/mm/hugepages/hugepages-{size // 1024}kB/nr_hugepages"
-    if not os.path.exists(path):
-        pytest.skip(f"no {size}-byte hugetlb pages on this kernel")
-    with open(path) as f:
-        old = int(f.read())
-    try:
-        with open(path, "w") as f:
-            f.write(str(old + pages))
-    except OSError as exc:
-        pytest.skip(f"cannot set the hugetlb pool ({exc}); run as root")
-    try:
-        with open(path) as f:
-            got = int(f.read())
-        if got < old + pages:
-            pytest.skip(f"the kernel gave {got - old} of {pages} huge pages (fragmented memory)")
-        yield pages
-    finally:
-        with open(path, "w") as f:
-            f.write(str(old))
+@pytest.fixture(autouse=True)
+def _numpy_handler_is_restored():
+    """No test may leave an arena installed as NumPy's allocator (NEP 49) for the tests
+    after it: every ``numpy_allocator()`` block must have ended by the test's end."""
+    yield
+    name = np._core.multiarray.get_handler_name()
+    assert name == "default_allocator", f"the test left NumPy's handler set to {name}"

@@ -19,6 +19,7 @@ def run_json(capsys, *extra):
     return json.loads(out), err
 
 
+@pytest.mark.slow
 def test_json_has_every_case_with_consistent_ratios(capsys):
     doc, err = run_json(capsys)
     cases = {c["case"]: c for c in doc["cases"]}

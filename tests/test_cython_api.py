@@ -5,6 +5,8 @@ import pytest
 import arena
 import arena.cython_example
 
+pytestmark = pytest.mark.slow   # building the consumer module takes seconds
+
 
 @pytest.fixture(scope="module")
 def consumer(tmp_path_factory):

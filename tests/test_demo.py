@@ -68,6 +68,7 @@ def test_json_has_every_variant_and_they_agree(small_json):
     assert report["variants"][0]["speedup_vs_numpy"] == 1.0
 
 
+@pytest.mark.rlimit
 def test_peak_rss_is_the_childs_own():
     """ru_maxrss of a spawned child starts at the parent's high-water mark (carried over at
     exec); the parent keeps it low, so each child's ru_maxrss is its own VmHWM."""

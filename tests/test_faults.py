@@ -13,7 +13,10 @@ import textwrap
 import pytest
 
 import arena
-from conftest import check_child, hugetlb_pool
+from helpers import check_child, hugetlb_pool
+
+# Every test here exhausts a resource and counts the process's mappings and descriptors.
+pytestmark = pytest.mark.rlimit
 
 MiB = 1 << 20
 HUGE = 2 * MiB
@@ -162,6 +165,7 @@ def test_rlimit_as_refuses_the_reservation_without_leaks(tmp_path):
     assert len(faults(out)) >= 4
 
 
+@pytest.mark.root
 def test_hugetlb_pool_exhausted_mid_commit():
     if HUGE not in arena.page_sizes():
         pytest.skip("no 2 MiB hugetlb pages")
@@ -251,6 +255,7 @@ def free_slots(n):
 """
 
 
+@pytest.mark.slow
 def test_map_count_exhausted_gives_memoryerror_never_a_crash(tmp_path):
     out = child(prefix=FILL_MAPS, code=f"""
         baseline = maps()
@@ -361,7 +366,7 @@ def test_mlock_refused_by_memlock_limit_for_an_unprivileged_process():
         s = small.full(100, 6, dtype=np.int16)   # 256 KiB locked, within the limit
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (1 << 20, 1 << 20))
         sys.path.insert(0, %r)
-        from conftest import smaps               # imported while root can read it
+        from helpers import smaps                # imported while root can read it
         if os.geteuid() == 0:
             os.setuid(65534)                     # root ignores RLIMIT_MEMLOCK
         def locked_bytes(x):
@@ -422,6 +427,7 @@ def tiny_tmpfs(tmp_path):
         subprocess.run(["umount", str(mnt)], check=True)
 
 
+@pytest.mark.root
 def test_full_filesystem_with_populate_is_memoryerror(tiny_tmpfs):
     """With Flags.POPULATE the pages are backed at commit, so a full file system is a
     CommitError there and the file shrinks back (without it, see test_security: SIGBUS on

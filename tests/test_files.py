@@ -6,7 +6,7 @@ import pytest
 
 import arena
 from arena import ArenaOptions, Flags
-from conftest import check_child
+from helpers import check_child
 
 MiB = 1 << 20
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from arena import Arena
-from conftest import check_child, map_count
+from helpers import check_child, map_count
 
 
 def test_views_keep_memory_alive_after_arena_is_dropped():
@@ -196,6 +196,7 @@ def test_context_manager_with_live_view_raises():
     assert not a.closed and x.sum() == 0
 
 
+@pytest.mark.rlimit
 def test_collected_arena_unmaps():
     before = map_count()
     for _ in range(50):

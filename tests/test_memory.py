@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from arena import Arena, ArenaOptions
-from conftest import check_child, rss, run_child, smaps
+from helpers import check_child, rss, run_child, smaps
 
 MiB = 1 << 20
 
@@ -67,6 +67,7 @@ def test_decommit_keeps_used_pages():
     assert keep.sum() == 9000.0
 
 
+@pytest.mark.rlimit
 def test_reset_decommit_drops_rss():
     a = Arena(1 << 30)
     x = a.alloc(128 * MiB)
@@ -109,6 +110,7 @@ def test_introspection_and_repr():
     assert a.high_water == 8000 and a.used == 0
 
 
+@pytest.mark.rlimit
 def test_commit_refused_by_rlimit_is_memoryerror_and_changes_nothing():
     out = check_child("""
         import resource, numpy as np
@@ -139,6 +141,7 @@ def test_commit_refused_by_rlimit_is_memoryerror_and_changes_nothing():
     assert "refused:" in out and out.rstrip().endswith("ok")
 
 
+@pytest.mark.rlimit
 def test_reserve_failure_is_memoryerror():
     out = check_child("""
         import resource, arena

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from arena import Arena, ArenaOptions
-from conftest import check_child
+from helpers import check_child
 
 MiB = 1 << 20
 handler_name = np._core.multiarray.get_handler_name

@@ -6,7 +6,7 @@ import pytest
 
 import arena
 from arena import ArenaOptions, Flags, PageSize
-from conftest import check_child, hugetlb_pool, smaps
+from helpers import check_child, hugetlb_pool, smaps
 
 MiB = 1 << 20
 
@@ -47,6 +47,7 @@ def test_populate_prefaults_at_commit():
     assert committed_smaps(lazy)["Rss"] == 0
 
 
+@pytest.mark.rlimit
 def test_locked_flag_and_lock_unlock():
     a = ArenaOptions(1 << 30).with_flags(Flags.LOCKED).with_commit_step(MiB).reserve()
     a.commit(2 * MiB)
@@ -67,6 +68,8 @@ def test_locked_flag_and_lock_unlock():
     assert committed_smaps(b)["Locked"] == 0
 
 
+@pytest.mark.root
+@pytest.mark.rlimit
 def test_lock_beyond_memlock_limit_is_memoryerror():
     out = check_child("""
         import os, resource
@@ -111,6 +114,7 @@ def test_stack_is_accepted():
         del x
 
 
+@pytest.mark.rlimit
 def test_default_commit_is_charged_no_reserve_is_not():
     out = check_child("""
         import arena
@@ -155,6 +159,8 @@ def test_huge_pages_unavailable_size_is_valueerror():
 HUGE = 2 * MiB
 
 
+@pytest.mark.root
+@pytest.mark.rlimit
 def test_hugetlb_commit_exhaustion_is_memoryerror_never_sigbus():
     if HUGE not in arena.page_sizes():
         pytest.skip("no 2 MiB hugetlb pages")
@@ -189,13 +195,14 @@ def test_hugetlb_commit_exhaustion_is_memoryerror_never_sigbus():
         assert out.split() == ["refused", "CommitError", "ok"]
 
 
+@pytest.mark.root
 def test_hugetlb_pages_show_in_smaps():
     if HUGE not in arena.page_sizes():
         pytest.skip("no 2 MiB hugetlb pages")
     with hugetlb_pool(HUGE, 4):
         out = check_child(f"""
             import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})
-            from conftest import smaps
+            from helpers import smaps
             import arena
             a = arena.ArenaOptions(1 << 30).with_page_size({HUGE}).reserve()
             x = a.alloc(4 << 20); x[:] = 1
@@ -205,6 +212,9 @@ def test_hugetlb_pages_show_in_smaps():
         assert out.split() == [str(HUGE), str(4 * MiB)]
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.rlimit
 def test_hugetlb_1g_when_a_page_can_be_had():
     giant = 1 << 30
     if giant not in arena.page_sizes():
@@ -223,6 +233,7 @@ def test_hugetlb_1g_when_a_page_can_be_had():
         assert out.split() == ["refused", str(giant), str(giant), "3"]
 
 
+@pytest.mark.rlimit
 def test_decommit_keeps_the_rest_locked():
     a = ArenaOptions(1 << 30).with_flags(Flags.LOCKED).with_commit_step(MiB).reserve()
     x = a.alloc(MiB + 1)

@@ -11,7 +11,7 @@ import pytest
 
 import arena._core  # noqa: F401  (loaded up front: its .so is not a mapping we leak)
 from arena import Arena, ArenaOptions, Flags
-from conftest import check_child, map_count, run_child
+from helpers import check_child, map_count, run_child
 
 MiB = 1 << 20
 
@@ -86,6 +86,7 @@ def live_arenas():
     return sum(isinstance(o, Arena) for o in gc.get_objects())
 
 
+@pytest.mark.rlimit
 def test_arenas_collected_with_views_alive():
     gc.collect()
     before_maps, before_fds, before_arenas = map_count(), fd_count(), live_arenas()
@@ -183,6 +184,7 @@ def test_exit_inside_numpy_allocator_block_and_from_a_thread():
     assert out.returncode == 3 and out.stderr == ""
 
 
+@pytest.mark.rlimit
 @pytest.mark.parametrize("flags", [Flags(0), Flags.SHARED, Flags.TRANSPARENT_HUGE_PAGES,
                                    Flags.NO_CORE_DUMP | Flags.POPULATE])
 def test_thousands_of_arenas_without_mapping_or_fd_growth(flags):

@@ -2,7 +2,7 @@
 import pytest
 
 from arena import Arena, ArenaOptions, Protection, UnsafeFlags
-from conftest import check_child, run_child
+from helpers import check_child, run_child
 
 
 def perms(a):

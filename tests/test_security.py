@@ -10,7 +10,7 @@ import pytest
 import arena
 import arena._core  # noqa: F401  (its .so mappings are not news later)
 from arena import Arena, ArenaOptions, Flags, Protection, UnsafeFlags
-from conftest import hugetlb_pool, map_count, run_child
+from helpers import hugetlb_pool, map_count, run_child
 
 MiB = 1 << 20
 HUGE = 2 * MiB
@@ -92,6 +92,7 @@ def test_no_core_dump_on_every_mapping_through_the_lifecycle(tmp_path):
         a.close()
 
 
+@pytest.mark.root
 def test_no_core_dump_hugetlb_committed():
     if HUGE not in arena.page_sizes():
         pytest.skip("no 2 MiB hugetlb pages")
@@ -105,6 +106,7 @@ def test_no_core_dump_hugetlb_committed():
         a.close()
 
 
+@pytest.mark.rlimit
 def test_no_core_dump_keeps_arena_bytes_out_of_a_real_core_file(tmp_path):
     """A process aborts with a NO_CORE_DUMP arena (private and shared) and a plain one: the
     plain arena's bytes are in the core file, the others' are not. The patterns are
@@ -151,6 +153,7 @@ def writable_and_executable(a):
     return [p for p, _ in mappings(a) if "w" in p and "x" in p]
 
 
+@pytest.mark.rlimit
 def test_w_xor_x_on_every_path_without_jit(tmp_path):
     before = map_count()
     for name, opts in variants(tmp_path):
