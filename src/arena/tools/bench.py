@@ -55,8 +55,10 @@ from .. import Arena, ArenaOptions, Flags, _system, cython_example
 from .._format import format_bytes, format_time
 
 # numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
-# freed 8 MiB blocks, and the other cases' allocations change that.
-CASES = ("numpy_allocator", "empty", "step", "touch", "reset", "alloc_raw")
+# freed 8 MiB blocks, and the other cases' allocations change that. The NEP 49 heap's cases
+# (bench_heap) come after it for the same reason.
+CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "step", "touch",
+         "reset", "alloc_raw")
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -110,7 +112,8 @@ class Result:
     """One row of the table: the arena side, the peer side and how they compare.
 
     ``target`` bounds the ratio (``target_unit == "ratio"``) or, where no peer makes a fair
-    ratio, the arena's time itself (``"seconds"``); ``met`` judges whichever it is. A
+    ratio, the arena's figure itself (``"seconds"``, ``"bytes"``); ``met`` judges whichever it
+    is. The figures are seconds, or bytes where ``unit`` is ``"B"``. A
     skipped row (``skipped``) has no times; its note says why. ``extra`` holds further
     figures for ``--json`` (the note states them for the table).
     """
@@ -125,6 +128,7 @@ class Result:
     note: str = ""
     per: str = "call"
     target_unit: str = "ratio"
+    unit: str = "s"
     skipped: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -136,7 +140,7 @@ class Result:
     def met(self) -> bool | None:
         if self.target is None or self.skipped:
             return None
-        value = self.arena_seconds if self.target_unit == "seconds" else self.ratio
+        value = self.ratio if self.target_unit == "ratio" else self.arena_seconds
         return value is not None and value <= self.target
 
     def as_dict(self) -> dict:
@@ -149,6 +153,7 @@ class Result:
             "ratio": self.ratio,
             "target": self.target,
             "target_unit": self.target_unit,
+            "unit": self.unit,
             "met": self.met,
             "skipped": self.skipped,
             "repeats": self.repeats,
@@ -658,13 +663,15 @@ def render(results: list[Result], header: str) -> str:
             target = "-"
         elif r.target_unit == "seconds":
             target = f"<= {format_time(r.target)}"
+        elif r.target_unit == "bytes":
+            target = f"<= {format_bytes(int(r.target))}"
         else:
             target = f"<= {r.target:g}"
         if r.skipped:
             times, met = ("-", "-", "-"), "skipped"
         else:
-            times = (format_time(r.arena_seconds), format_time(r.peer_seconds),
-                     _fmt_ratio(r.ratio))
+            fmt = format_time if r.unit == "s" else (lambda b: format_bytes(int(b)))
+            times = (fmt(r.arena_seconds), fmt(r.peer_seconds), _fmt_ratio(r.ratio))
             met = "-" if r.met is None else ("yes" if r.met else "no")
         rows.append((r.case, r.per, r.arena_label, times[0], r.peer_label, times[1], times[2],
                      target, met))
@@ -731,6 +738,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the cases ``args`` selects and print the table (or JSON); return the exit code."""
     plan_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[plan_name]
+    from . import bench_heap  # it builds on this module's timing and results
     progress = Progress(sys.stderr, len(args.cases))
     results: list[Result] = []
     for case in args.cases:
@@ -745,11 +753,16 @@ def run(args: argparse.Namespace) -> int:
             rows = case_reset(plan, progress)
         elif case == "numpy_allocator":
             rows = case_numpy_allocator(plan, progress)
+        elif case in bench_heap.RUNNERS:
+            rows = bench_heap.RUNNERS[case](plan, progress)
         else:
             rows = case_alloc_raw(plan, progress)
         head = rows[0]
         if head.skipped:
             progress.done(head.note)
+        elif head.unit != "s":
+            progress.done(f"arena {format_bytes(int(head.arena_seconds))}, peer "
+                          f"{format_bytes(int(head.peer_seconds))}, ratio {_fmt_ratio(head.ratio)}")
         else:
             progress.done(f"arena {format_time(head.arena_seconds)}, peer "
                           f"{format_time(head.peer_seconds)}, ratio {_fmt_ratio(head.ratio)}")
