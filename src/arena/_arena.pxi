@@ -19,6 +19,8 @@ cdef void _update_limit(Arena a) noexcept:
         a.limit = a.map.file_known  # the slow path grows the file first
     else:
         a.limit = a.map.committed
+    if a.sh is not None:
+        a.limit = 0  # the inline bump is not atomic: every allocation takes _shared_take
 
 
 cdef int _check_open(Arena a) except -1:
@@ -43,6 +45,9 @@ cdef int _commit_to(Arena a, size_t end) except -1:
     it); on failure nothing changes."""
     # A read-only arena never grows a user's file; its own memfd (Flags.SHARED without a
     # file) is not the user's, and grows whatever the protection.
+    if a.sh is not None:
+        _check_open(a)
+        return _shared_commit(a, end)
     try:
         mapping_commit(a.map, end, (a.map.prot & PROT_WRITE) != 0 or not a.map.file_backed)
     finally:
@@ -64,6 +69,8 @@ cdef char* _bump(Arena a, size_t nbytes, size_t align) except NULL:
     cdef size_t start, end
     if p != NULL:
         return p
+    if a.sh is not None:
+        return _shared_bump(a, nbytes, align)
     _check_allocatable(a)
     if align == 0 or (align & (align - 1)) != 0 or align > a.page:
         raise ValueError(f"align must be a power of two up to {a.page}, got {align}")
@@ -80,13 +87,20 @@ cdef char* _bump(Arena a, size_t nbytes, size_t align) except NULL:
     return a.base + start
 
 
-cdef object _wrap(Arena a, char* data, int nd, cnp.npy_intp* dims, cnp.dtype descr,
-                  int flags, _Frame frame):
+cdef inline object _wrap(Arena a, char* data, int nd, cnp.npy_intp* dims, cnp.dtype descr,
+                         int flags, object base):
+    return _wrap_strided(data, nd, dims, NULL, descr, flags, base)
+
+
+cdef object _wrap_strided(char* data, int nd, cnp.npy_intp* dims, cnp.npy_intp* strides,
+                          cnp.dtype descr, int flags, object base):
+    """An ndarray over ``data`` whose base is ``base`` (a frame, or a shared arena's
+    lease); ``strides`` NULL for contiguous."""
     Py_INCREF(descr)  # both calls steal a reference
-    arr = PyArray_NewFromDescr(<void*>cnp.ndarray, <void*>descr, nd, dims, NULL, data,
+    arr = PyArray_NewFromDescr(<void*>cnp.ndarray, <void*>descr, nd, dims, strides, data,
                                flags, NULL)
-    Py_INCREF(frame)
-    PyArray_SetBaseObject(<cnp.ndarray>arr, frame)
+    Py_INCREF(base)
+    PyArray_SetBaseObject(<cnp.ndarray>arr, base)
     return arr
 
 
@@ -115,16 +129,26 @@ cdef object _new(Arena a, object shape, object dtype, object order, object align
     cdef int flags = cnp.NPY_ARRAY_WRITEABLE
     cdef size_t fresh = _fresh_from(a)
     cdef char* p
+    cdef object base
+    cdef _Lease lease
     if order is not _C:  # the default object: skip the string comparison
         flags |= _order_flag(order)
-    p = <char*>a.alloc_raw(nbytes, al)
+    if a.sh is None:
+        p = <char*>a.alloc_raw(nbytes, al)
+        base = _top_frame(a)
+    else:
+        lease = _shared_new(a, nbytes, al)
+        p = a.base + lease.lo
+        base = lease
     if zero and p - a.base < <Py_ssize_t>fresh:
         memset(p, 0, min(nbytes, fresh - <size_t>(p - a.base)))
-    return _wrap(a, p, nd, dims, descr, flags, _top_frame(a))
+    return _wrap(a, p, nd, dims, descr, flags, base)
 
 
 cdef void _rollback(Arena a, size_t used, Py_ssize_t nalloc, size_t expected_used) noexcept:
-    if a.nused == expected_used and a.view_end <= used:
+    if a.sh is not None:
+        _shared_rollback(a, expected_used)
+    elif a.nused == expected_used and a.view_end <= used:
         a.nused = used
         a.nalloc = nalloc
 
@@ -142,6 +166,8 @@ cdef object _like(Arena a, prototype, dtype, order, shape, align, bint zero):
 
 
 cdef int _decommit_above(Arena a, size_t used) except -1:
+    if a.sh is not None:
+        return _shared_decommit(a)
     cdef size_t keep = round_up(used, a.page)
     if keep >= a.map.committed:
         return 0

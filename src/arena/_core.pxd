@@ -72,3 +72,4 @@ cdef class Arena:
     cdef size_t align               # default alignment of sub-allocations
     cdef object dtype_key, dtype_val, dtype_key2, dtype_val2
     cdef object opts
+    cdef object sh                  # _Shared (_shared.pxi) of a multi-process arena, else None

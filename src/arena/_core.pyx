@@ -9,6 +9,8 @@ crosses a module boundary):
 - ``_convert.pxi``: argument conversion (shapes, dtypes, alignment, order);
 - ``_heap.pxi`` and ``_numpy_handler.pxi``: NumPy's own allocations (NEP 49), on top of
   the bump pointer;
+- ``_shared.pxi`` and ``_shared_pickle.pxi``: arenas shared by several processes (an atomic
+  bump in a control block, process slots) and their way through ``multiprocessing``;
 - this file: the Arena itself (bump, the ndarray facade, lifetime, policy).
 
 Safety rests on one rule: every array handed out has as its base a ``_Frame`` of the mark
@@ -49,6 +51,8 @@ include "_frames.pxi"
 include "_convert.pxi"
 include "_heap.pxi"
 include "_numpy_handler.pxi"
+include "_shared.pxi"
+include "_shared_pickle.pxi"
 
 
 include "_arena.pxi"
@@ -103,7 +107,7 @@ cdef class Arena:
         self.align = options.alignment
         self.region = _Region()
         self.map = &self.region.m
-        mapping_reserve(self.map, options, prot)
+        _reserve(self, options, prot)
         self.base = self.map.base
         heap_init(self, options)
         _push_frame(self, 0)
@@ -115,6 +119,8 @@ cdef class Arena:
         """alloc_raw's way when the inline bump cannot serve: commit, or say why not."""
         cdef void* p = _bump(self, nbytes, align)
         self.nalloc += 1
+        if self.sh is not None:
+            _publish(<_Shared>self.sh)  # a raw pointer is no view: unpublish it
         return p
 
     def numpy_allocator(self):
@@ -175,12 +181,16 @@ cdef class Arena:
         (0, True)
         """
         _check_open(self)
+        if self.sh is not None:
+            return _shared_decommit(self)
         if _purgeable(self):
             heap_purge(self, True, 0)
             heap_purge_above(self)
 
     def __dealloc__(self):
         heap_dealloc(&self.heap)
+        if self.sh is not None:
+            (<_Shared>self.sh).arena = NULL
 
     # -- sub-allocations ---------------------------------------------------------------------
 
@@ -356,10 +366,10 @@ cdef class Arena:
         nd = _parse_shape(shape, dims)
         descr = _resolve_dtype(self, dtype)
         nbytes = _nbytes(nd, dims, descr.itemsize)
-        if arena_add_overflow(<size_t>off, nbytes, &end) or end > self.nused or \
-                <size_t>off > self.nused:
+        if arena_add_overflow(<size_t>off, nbytes, &end) or end > _used(self) or \
+                <size_t>off > _used(self):
             raise ValueError(f"view of {nbytes} bytes at offset {off} reaches past the "
-                             f"{self.nused} bytes in use")
+                             f"{_used(self)} bytes in use")
         last = end - 1 if nbytes else <size_t>off
         if end > self.view_end:
             self.view_end = end  # NumPy-handler blocks below it are never handed out again
@@ -372,7 +382,8 @@ cdef class Arena:
             flags |= cnp.NPY_ARRAY_WRITEABLE
         else:
             frame = _readonly_frame(self, level)
-        return _wrap(self, self.base + off, nd, dims, descr, flags, frame)
+        return _wrap(self, self.base + off, nd, dims, descr, flags,
+                     _view_base(self, frame, off, end))
 
     def offset_of(self, x):
         """offset_of(x)
@@ -416,6 +427,8 @@ cdef class Arena:
         >>> a.used
         64
         """
+        if self.sh is not None:
+            return _shared_mark(self)
         _check_open(self)
         cdef Mark m = Mark()
         m.owner = self
@@ -447,6 +460,8 @@ cdef class Arena:
         >>> a.used
         0
         """
+        if self.sh is not None:
+            return _shared_release(self, mark)
         _check_open(self)
         if mark.owner is not self:
             raise ValueError("the mark belongs to another arena")
@@ -502,6 +517,8 @@ cdef class Arena:
         >>> a.used, a.num_allocations
         (0, 0)
         """
+        if self.sh is not None:
+            return _shared_reset(self, decommit)
         _check_open(self)
         cdef Py_ssize_t live = _views_since(self, 0, False)
         if live:
@@ -543,6 +560,8 @@ cdef class Arena:
         self.base = NULL
         _update_limit(self)
         _drop_levels_from(self, 0)
+        if self.sh is not None:
+            _shared_close(self)
 
     def __enter__(self):
         _check_open(self)
@@ -766,6 +785,8 @@ cdef class Arena:
     @property
     def committed(self):
         """Bytes committed (accessible) from the start of the arena."""
+        if self.sh is not None:
+            return _shared_figure(self, "committed")
         _check_open(self)
         return self.map.committed
 
@@ -773,23 +794,27 @@ cdef class Arena:
     def used(self):
         """Bytes up to the bump pointer."""
         _check_open(self)
-        return self.nused
+        return _used(self)
 
     @property
     def available(self):
         """Bytes left for allocations (``reserved - used``)."""
         _check_open(self)
-        return self.map.reserved - self.nused
+        return self.map.reserved - _used(self)
 
     @property
     def high_water(self):
         """The largest ``used`` seen since the arena was made."""
+        if self.sh is not None:
+            return _shared_figure(self, "high_water")
         _check_open(self)
         return max(self.touched, self.high_water_before)
 
     @property
     def num_allocations(self):
         """Allocations made and not yet freed by reset or release."""
+        if self.sh is not None:
+            return _shared_figure(self, "num_allocations")
         _check_open(self)
         return self.nalloc
 
@@ -835,7 +860,7 @@ cdef class Arena:
         (80, 1, 1)
         """
         _check_open(self)
-        return {
+        d = {
             "address": self.address,
             "reserved": self.map.reserved,
             "committed": self.map.committed,
@@ -849,17 +874,21 @@ cdef class Arena:
             "commit_step": self.map.step,
             "protection": Protection(self.map.prot),
         }
+        if self.sh is not None:
+            _shared_stats(self, d)
+        return d
 
     def __repr__(self):
         if self.base == NULL:
             return "<arena.Arena closed>"
         flags = f" flags={Flags(self.map.flags)!r}" if self.map.flags else ""
         b = format_bytes
-        return (f"<arena.Arena at {self.address:#x} used={b(self.nused)} "
-                f"committed={b(self.map.committed)} reserved={b(self.map.reserved)} "
-                f"allocations={self.nalloc} live_views={_views_since(self, 0, False)} "
+        return (f"<arena.Arena at {self.address:#x} used={b(self.used)} "
+                f"committed={b(self.committed)} reserved={b(self.map.reserved)} "
+                f"allocations={self.num_allocations} live_views={_views_since(self, 0, False)} "
                 f"levels={PyList_GET_SIZE(self.frames_rw)} page={b(self.page)} "
                 f"protection={Protection(self.map.prot).name}{flags}>")
 
     def __reduce__(self):
-        raise TypeError("an Arena cannot be pickled (it owns a memory mapping)")
+        raise TypeError("an Arena cannot be pickled (it owns a memory mapping); a "
+                        "Flags.SHARED arena goes to other processes through multiprocessing")

@@ -12,6 +12,7 @@ cdef class _Frame:
     cdef size_t start
     cdef Py_ssize_t nalloc_start
     cdef Py_ssize_t serial
+    cdef unsigned long long gen     # a shared arena's free count at the mark (_shared.pxi)
 
     def __repr__(self):
         return f"<arena frame at offset {self.start}>"

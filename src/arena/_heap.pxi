@@ -330,8 +330,10 @@ cdef inline bint _purge_zeroes(Arena a) noexcept nogil:
 
 cdef bint _purgeable(Arena a) noexcept nogil:
     """Hugetlb pages purged would come back from the pool at the next touch, which can
-    SIGBUS when it is empty; locked pages are meant to stay."""
-    return not a.map.hugetlb and not a.map.locked and not (a.map.flags & F_LOCKED)
+    SIGBUS when it is empty; locked pages are meant to stay. A shared arena's pages above
+    this process's blocks may be another process's (its own decommit punches them)."""
+    return not a.map.hugetlb and not a.map.locked and not (a.map.flags & F_LOCKED) and \
+        a.sh is None
 
 
 cdef void _give_back(Arena a, size_t start, size_t end) noexcept nogil:
@@ -519,6 +521,8 @@ cdef void heap_free(Arena a, void* ptr) noexcept:
         return
     now = heap_tick(a)
     h.live -= 1
+    if h.live == 0 and a.sh is not None:
+        _shared_heap_idle(a)
     h.live_bytes -= h.recs[i].size
     h.recs[i].state = BLOCK_FREE
     h.recs[i].purged = False
@@ -534,7 +538,7 @@ cdef void heap_free(Arena a, void* ptr) noexcept:
         h.recs[i].purged = False
     end = h.recs[i].start + h.recs[i].size
     floor = max(a.level_start, a.view_end)
-    if end == a.nused and h.recs[i].start >= floor:
+    if end == a.nused and h.recs[i].start >= floor and a.sh is None:
         a.nused = h.recs[i].start  # back to the bump pointer, never below the newest mark
         if end >= h.top_dirty:
             # The freed top reaches as high as the heap has been: all above the bump pointer
@@ -570,7 +574,7 @@ cdef void* heap_realloc(Arena a, void* ptr, size_t size) except NULL:
     start = h.recs[i].start
     old = h.recs[i].size
     end = start + old
-    if need > old and end == a.nused:
+    if need > old and end == a.nused and a.sh is None:  # (a shared bump moves by CAS only)
         _check_allocatable(a)
         if need > a.map.reserved - start:
             raise ArenaFullError(f"{size} bytes do not fit in what is left of the arena")

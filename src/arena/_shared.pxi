@@ -1,0 +1,905 @@
+# Arenas shared by several processes (Flags.SHARED without a file): the control block.
+#
+# Every process maps the same two memfds: the data, reserved PROT_NONE in each process and
+# made accessible (mprotect) there lazily, and a small control block that holds the
+# allocation state. Processes change it with atomics only, so one killed at any instant
+# leaves no lock held and the state consistent:
+#
+# - ``word``: the bump offset (low 48 bits) and a sequence (high 16). An allocation is one
+#   compare-and-swap moving the offset up. Freeing (reset, release) reads the word, checks
+#   every process's slot, then swaps the offset down: an allocation or a view registered in
+#   between changed the word, so the swap fails and the check runs again. Registering a view
+#   of bytes already handed out (a received array, ``view``) bumps the sequence for that.
+# - a slot per process: pid and start time (a dead or recycled pid is told apart, and its
+#   views count as gone), and ``top``, the end of its highest live view, stored before its
+#   swap on the word so that a freer who sees the swap sees the view.
+# - ``gen`` and a ring of the floors of the last RING frees: an array pickled in one process
+#   and unpickled in another is checked against the frees in between, and refused rather than
+#   aliased if its bytes were freed in transit.
+# - backing: pages are allocated in the memfd (fallocate) before they are handed out, so an
+#   empty hugetlb pool or a memory limit is a MemoryError, never a SIGBUS; fallocate never
+#   shrinks the file, unlike a racing ftruncate. decommit first moves the bump over what it
+#   punches, so that nothing can be handed out there meanwhile.
+#
+# Every array gets its own base object, a _Lease, kept in a list sorted by end offset: when
+# views die in any order, ``top`` stays exact. Pickling through multiprocessing is in
+# _shared_pickle.pxi. Included by _core.pyx.
+
+cimport cython
+from libc.errno cimport EINTR, ENOSPC, ESRCH
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcmp
+from posix.signal cimport kill
+from posix.types cimport off_t
+from posix.unistd cimport getpid
+
+from arena._atomic cimport (arena_cas, arena_fetch_add, arena_load, arena_max, arena_store,
+                            arena_yield)
+from arena._mman cimport MAP_FIXED, MFD_CLOEXEC, PROT_NONE, PROT_READ, PROT_WRITE
+
+from ._errors import ArenaError
+
+cdef extern from "<fcntl.h>" nogil:
+    int fallocate(int fd, int mode, off_t offset, off_t length)
+    int FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE
+
+cdef extern from * nogil:
+    """
+    #include <stddef.h>
+    #define ARENA_CTL_MAGIC 0x616e6572612d6374ULL  /* "arena-ct" */
+    #define ARENA_CTL_VERSION 1
+    #define ARENA_RING 512
+    #define ARENA_SLOTS 256
+    #define ARENA_OFF_MASK ((1ULL << 48) - 1)
+    #define ARENA_SEQ_ONE (1ULL << 48)
+    typedef struct {
+        int64_t pid;            /* 0 free; > 0 its owner; < 0 being claimed by -pid */
+        uint64_t start_time;    /* the owner's, in clock ticks after boot (/proc/PID/stat) */
+        uint64_t top;           /* end of the owner's highest live view; 0 for none */
+        uint64_t views;         /* the owner's live views */
+        uint64_t nalloc;        /* allocations the owner made, not yet folded into adjust */
+        uint64_t high_water;
+        int32_t data_fd, ctl_fd;/* the owner's descriptors, reachable as /proc/PID/fd/N */
+        uint64_t spare;
+    } arena_slot_t;
+    typedef struct {
+        uint64_t magic, version, ctl_size, reserved, page, step, alignment, flags;
+        uint64_t explicit_page, data_dev, data_ino, creator;
+        unsigned char id[16];
+        uint64_t spare0[2];
+        uint64_t word, spare1[7];
+        uint64_t gen, committed, attempted, punch_gen, hw_base, nslots;
+        int64_t adjust;
+        uint64_t spare2;
+        uint64_t ring[ARENA_RING];
+        arena_slot_t slots[ARENA_SLOTS];
+    } arena_ctl_t;
+    _Static_assert(sizeof(arena_slot_t) == 64, "a slot fills one cache line");
+    _Static_assert(offsetof(arena_ctl_t, word) == 128, "the word has its own cache line");
+    _Static_assert(offsetof(arena_ctl_t, gen) == 192, "rarely written fields after it");
+    _Static_assert(offsetof(arena_ctl_t, slots) % 64 == 0, "slots on cache lines");
+    """
+    uint64_t ARENA_CTL_MAGIC, ARENA_CTL_VERSION, ARENA_OFF_MASK, ARENA_SEQ_ONE
+    int ARENA_RING, ARENA_SLOTS
+    ctypedef struct arena_slot_t:
+        int64_t pid
+        uint64_t start_time, top, views, nalloc, high_water
+        int data_fd, ctl_fd
+    ctypedef struct arena_ctl_t:
+        uint64_t magic, version, ctl_size, reserved, page, step, alignment, flags
+        uint64_t explicit_page, data_dev, data_ino, creator
+        unsigned char id[16]
+        uint64_t word
+        uint64_t gen, committed, attempted, punch_gen, hw_base, nslots
+        int64_t adjust
+        uint64_t ring[512]
+        arena_slot_t slots[256]
+
+cdef size_t CTL_SIZE = round_up(sizeof(arena_ctl_t), 4096)
+cdef uint64_t SEQ_MASK = ~ARENA_OFF_MASK
+cdef uint64_t FLOOR_NONE = ARENA_OFF_MASK  # a free that freed nothing (its swap failed)
+# Offsets live in 48 bits; x86-64 and arm64 user space is 47 or 48 bits wide anyway.
+MAX_SHARED_SIZE = 1 << 47
+
+
+cdef struct LeaseNode:
+    LeaseNode* prev
+    LeaseNode* next
+    size_t key              # end of the bytes the view covers (its start + 1 when empty)
+
+
+@cython.final
+cdef class _Shared:
+    """This process's hold on a shared arena: the control block, its slot and its live views.
+    Outlives the Arena object while arrays from it are alive."""
+    cdef arena_ctl_t* ctl       # NULL once detached
+    cdef int ctl_fd
+    cdef int slot               # this process's slot, or -1 until it needs one
+    cdef bytes id
+    cdef _Region region         # the data mapping
+    cdef PyObject* arena        # the open Arena over ``region`` (borrowed), or NULL
+    cdef _Frame orphan          # frame of arrays received while no Arena is open here
+    cdef LeaseNode* first
+    cdef LeaseNode* last
+    cdef Py_ssize_t nleases
+    cdef size_t lo, hi          # [lo, hi) is allocated in the memfd, as far as we know...
+    cdef uint64_t pg            # ...since decommit's punch counter was pg
+    cdef size_t before, end     # the bump before and after our last allocation (rollback)
+    cdef size_t heap_top        # end of the highest raw bump since the NEP 49 heap was empty
+    cdef object __weakref__
+
+    def __cinit__(self):
+        self.ctl_fd = -1
+        self.slot = -1
+
+    def __dealloc__(self):
+        _shared_detach(self)
+
+
+@cython.final
+@cython.freelist(64)
+@cython.no_gc
+cdef class _Lease:
+    """Base object of every array from a shared arena (one per allocation or received
+    array): a slice or view of one keeps it alive, and its death updates the process's
+    slot."""
+    cdef _Frame frame
+    cdef _Shared sh
+    cdef size_t lo
+    cdef LeaseNode node
+
+    def __dealloc__(self):
+        cdef _Shared sh = self.sh
+        if sh is None:
+            return
+        if self.node.prev != NULL:
+            self.node.prev.next = self.node.next
+        else:
+            sh.first = self.node.next
+        if self.node.next != NULL:
+            self.node.next.prev = self.node.prev
+        else:
+            sh.last = self.node.prev
+        sh.nleases -= 1
+        _publish(sh)
+
+    def __repr__(self):
+        return f"<arena shared view at offset {self.lo}>"
+
+
+cdef inline _Shared _sh(Arena a):
+    return <_Shared>a.sh
+
+
+cdef inline void _publish(_Shared sh) noexcept:
+    """Publish this process's live views: their count and the end of the highest, which
+    covers the NEP 49 heap's blocks while any is live (they are views too)."""
+    cdef arena_slot_t* s
+    cdef size_t top
+    if sh.slot >= 0 and sh.ctl != NULL:
+        s = &sh.ctl.slots[sh.slot]
+        top = sh.last.key if sh.last != NULL else 0
+        if sh.arena != NULL and (<Arena>sh.arena).heap.live and sh.heap_top > top:
+            top = sh.heap_top
+        arena_store(&s.views, <uint64_t>sh.nleases)
+        arena_store(&s.top, top)
+
+
+cdef void _shared_heap_idle(Arena a) noexcept:
+    """The NEP 49 heap's last live block was freed: its blocks no longer hold the bump."""
+    cdef _Shared sh = _sh(a)
+    sh.heap_top = 0
+    _publish(sh)
+
+
+cdef void _lease_link(_Shared sh, _Lease l, _Frame frame, size_t lo, size_t key) noexcept:
+    """Insert ``l`` in the list by key (from the tail: new views are usually the highest)."""
+    cdef LeaseNode* p = sh.last
+    cdef LeaseNode* n = &l.node
+    l.frame = frame
+    l.sh = sh
+    l.lo = lo
+    n.key = key
+    while p != NULL and p.key > key:
+        p = p.prev
+    n.prev = p
+    n.next = p.next if p != NULL else sh.first
+    if p != NULL:
+        p.next = n
+    else:
+        sh.first = n
+    if n.next != NULL:
+        n.next.prev = n
+    else:
+        sh.last = n
+    sh.nleases += 1
+    _publish(sh)
+
+
+# -- processes and their slots -------------------------------------------------------------
+
+def _proc_stat(pid):
+    """(state, start time) of process ``pid`` from /proc, or None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2:].split()  # the name may hold spaces and parens
+    return fields[0], int(fields[19])
+
+
+cdef bint _process_alive(int64_t pid, uint64_t start_time):
+    """Whether ``pid`` is the live process that took the slot (not a zombie, not a new
+    process that got the pid)."""
+    if pid < 0:
+        pid = -pid
+    if pid == 0 or (kill(<int>pid, 0) != 0 and errno == ESRCH):
+        return False
+    st = _proc_stat(pid)
+    if st is None or st[0] in (b"Z", b"X", b"x"):
+        return False
+    return start_time == 0 or st[1] == start_time
+
+
+cdef void _fold(arena_ctl_t* c, arena_slot_t* s) noexcept nogil:
+    """Move a slot's counts into the arena's totals before the slot is freed or reused."""
+    arena_fetch_add(<uint64_t*>&c.adjust, arena_load(&s.nalloc))
+    arena_max(&c.hw_base, arena_load(&s.high_water))
+    arena_store(&s.nalloc, 0)
+    arena_store(&s.high_water, 0)
+    arena_store(&s.top, 0)
+    arena_store(&s.views, 0)
+
+
+cdef int _claim(_Shared sh) except -1:
+    """Take a free slot, or one whose process is gone, for this process."""
+    cdef arena_ctl_t* c = sh.ctl
+    cdef arena_slot_t* s
+    cdef int64_t me = getpid()
+    cdef uint64_t cur
+    cdef int i, sweep
+    start_time = _proc_stat(me)[1]
+    for sweep in range(2):
+        for i in range(ARENA_SLOTS):
+            s = &c.slots[i]
+            cur = arena_load(<uint64_t*>&s.pid)
+            if cur != 0 and (sweep == 0 or _process_alive(<int64_t>cur, s.start_time)):
+                continue
+            if not arena_cas(<uint64_t*>&s.pid, &cur, <uint64_t>(-me)):
+                continue
+            if cur != 0:
+                _fold(c, s)  # a dead owner's allocations stay in the arena's totals
+            arena_store(&s.start_time, start_time)
+            s.data_fd = sh.region.m.fd
+            s.ctl_fd = sh.ctl_fd
+            arena_store(&s.top, 0)
+            arena_store(&s.views, 0)
+            arena_store(<uint64_t*>&s.pid, <uint64_t>me)
+            arena_max(&c.nslots, i + 1)
+            sh.slot = i
+            return 0
+    raise ArenaError(f"all {ARENA_SLOTS} process slots of the shared arena are held by "
+                     "live processes")
+
+
+cdef void _slot_free(_Shared sh) noexcept nogil:
+    cdef arena_slot_t* s
+    if sh.slot < 0 or sh.ctl == NULL:
+        return
+    s = &sh.ctl.slots[sh.slot]
+    if <int64_t>arena_load(<uint64_t*>&s.pid) == getpid():
+        _fold(sh.ctl, s)
+        arena_store(<uint64_t*>&s.pid, 0)
+    sh.slot = -1
+
+
+cdef void _shared_detach(_Shared sh) noexcept nogil:
+    """Give up the slot and unmap the control block (this process only)."""
+    if sh.ctl != NULL:
+        _slot_free(sh)
+        munmap(sh.ctl, CTL_SIZE)
+        sh.ctl = NULL
+    if sh.ctl_fd >= 0:
+        unistd.close(sh.ctl_fd)
+        sh.ctl_fd = -1
+
+
+cdef object _holder_above(_Shared sh, uint64_t floor):
+    """(pid, views) of a live process other than this slot with a view reaching past
+    ``floor``, or None."""
+    cdef arena_ctl_t* c = sh.ctl
+    cdef arena_slot_t* s
+    cdef uint64_t i, n = arena_load(&c.nslots)
+    cdef int64_t pid
+    for i in range(n):
+        if <int>i == sh.slot:
+            continue
+        s = &c.slots[i]
+        pid = <int64_t>arena_load(<uint64_t*>&s.pid)
+        if pid <= 0 or arena_load(&s.top) <= floor:
+            continue
+        if _process_alive(pid, arena_load(&s.start_time)):
+            return pid, arena_load(&s.views)
+    return None
+
+
+def _live_processes(Arena a):
+    """(pid, live views) of every live process that holds a slot of shared arena ``a``."""
+    cdef _Shared sh = _sh(a)
+    cdef arena_slot_t* s
+    cdef uint64_t i
+    cdef int64_t pid
+    _check_open(a)
+    out = []
+    for i in range(arena_load(&sh.ctl.nslots)):
+        s = &sh.ctl.slots[i]
+        pid = <int64_t>arena_load(<uint64_t*>&s.pid)
+        if pid > 0 and _process_alive(pid, arena_load(&s.start_time)):
+            out.append((pid, arena_load(&s.views)))
+    return out
+
+
+# -- the ring of frees -----------------------------------------------------------------------
+
+cdef inline void _ring_put(arena_ctl_t* c, uint64_t g, uint64_t floor) noexcept nogil:
+    arena_store(&c.ring[g % ARENA_RING], ((g & 0xFFFF) << 48) | floor)
+
+
+cdef uint64_t _ring_floor(arena_ctl_t* c, uint64_t g) noexcept nogil:
+    """Where free number ``g`` moved the bump to (FLOOR_NONE if nowhere); 0 when that is not
+    known (its process died between taking the number and writing the entry)."""
+    cdef uint64_t e, ahead
+    cdef int spins
+    for spins in range(2000):
+        e = arena_load(&c.ring[g % ARENA_RING])
+        ahead = ((e >> 48) - g) & 0xFFFF
+        if ahead == 0:
+            return e & ARENA_OFF_MASK
+        if ahead < 0x8000:
+            return 0  # overwritten by a later free
+        if spins > 100:
+            arena_yield()
+    return 0
+
+
+cdef uint64_t _floor_since(arena_ctl_t* c, uint64_t g0, uint64_t start) noexcept nogil:
+    """The lowest the bump has been since free number ``g0``, given it was at ``start``."""
+    cdef uint64_t g, now = arena_load(&c.gen), floor = start
+    if now - g0 >= <uint64_t>ARENA_RING:
+        return 0
+    for g in range(g0 + 1, now + 1):
+        floor = min(floor, _ring_floor(c, g))
+    return floor
+
+
+# -- making and attaching --------------------------------------------------------------------
+
+cdef int _reserve(Arena a, options, int prot) except -1:
+    """Reserve ``a``'s mapping: multi-process for Flags.SHARED without a file."""
+    if Flags.SHARED not in options.flags or options.file is not None:
+        return mapping_reserve(a.map, options, prot)
+    cdef _Shared sh = _Shared()
+    cdef Mapping* m = a.map
+    cdef int err
+    cdef struct_stat st
+    if options.size > MAX_SHARED_SIZE:
+        raise ValueError(f"a shared arena holds at most {MAX_SHARED_SIZE} bytes")
+    a.sh = sh
+    sh.region = a.region
+    sh.arena = <PyObject*>a
+    m.prot = prot
+    m.flags = int(options.flags)
+    m.page = options.page_size
+    m.step = options.commit_step
+    m.hugetlb = options.huge_page_size is not None
+    m.shared = True
+    m.reserved = options.size
+    m.file_known = m.reserved
+    fds = options._fds if isinstance(options, _AttachOptions) else None
+    if fds is None:
+        mfd = MFD_CLOEXEC | ((MFD_HUGETLB | (_log2(m.page) << MAP_HUGE_SHIFT)) if m.hugetlb
+                             else 0)
+        m.fd = memfd_create(b"arena", mfd)
+        if m.fd < 0:
+            err = errno
+            raise os_error(err, "memfd_create")
+        sh.ctl_fd = memfd_create(b"arena-control", MFD_CLOEXEC)
+        if sh.ctl_fd < 0 or fallocate(sh.ctl_fd, 0, 0, CTL_SIZE) != 0:
+            err = errno
+            raise os_error(err, "memfd_create (control block)")
+    else:
+        m.fd, sh.ctl_fd = fds[0], fds[1]  # ours from here on
+        fds[0] = fds[1] = -1
+    p = mmap(NULL, CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, sh.ctl_fd, 0)
+    if p == MAP_FAILED:
+        err = errno
+        raise os_error(err, "mmap of the control block")
+    sh.ctl = <arena_ctl_t*>p
+    if fstat(m.fd, &st) != 0:
+        err = errno
+        raise os_error(err, "fstat")
+    if fds is None:
+        _ctl_init(sh.ctl, options, st)
+    elif sh.ctl.data_dev != st.st_dev or sh.ctl.data_ino != st.st_ino:
+        raise ValueError("the descriptors given are not one shared arena's")
+    sh.id = bytes(sh.ctl.id[:16])
+    sh.pg = arena_load(&sh.ctl.punch_gen)
+    _map_data(m, options)
+    _advise(m)
+    a.opts = _ctl_options(sh.ctl) if fds is not None else options
+    _track(sh)
+    return 0
+
+
+cdef int _ctl_init(arena_ctl_t* c, options, struct_stat st) except -1:
+    ident = os.urandom(16)
+    c.magic = ARENA_CTL_MAGIC
+    c.version = ARENA_CTL_VERSION
+    c.ctl_size = sizeof(arena_ctl_t)
+    c.reserved = options.size
+    c.page = options.page_size
+    c.step = options.commit_step
+    c.alignment = options.alignment
+    c.flags = int(options.flags)
+    c.explicit_page = options._page_size or 0
+    c.data_dev = st.st_dev
+    c.data_ino = st.st_ino
+    c.creator = getpid()
+    for i in range(16):
+        c.id[i] = ident[i]
+    return 0
+
+
+def _ctl_check(int ctl_fd, bytes ident):
+    """The options of the shared arena whose control block ``ctl_fd`` is (ValueError if
+    it is none, or another arena than ``ident``)."""
+    cdef void* p = mmap(NULL, CTL_SIZE, PROT_READ, MAP_SHARED, ctl_fd, 0)
+    cdef arena_ctl_t* c = <arena_ctl_t*>p
+    if p == MAP_FAILED:
+        raise ValueError("not a shared arena's control block")
+    try:
+        if c.magic != ARENA_CTL_MAGIC or c.version != ARENA_CTL_VERSION or \
+                c.ctl_size != sizeof(arena_ctl_t):
+            raise ValueError("not a shared arena's control block (or another arena version)")
+        if ident is not None and memcmp(c.id, <char*>ident, 16) != 0:
+            raise ValueError("another shared arena's control block")
+        return _ctl_options(c)
+    finally:
+        munmap(p, CTL_SIZE)
+
+
+cdef object _ctl_options(arena_ctl_t* c):
+    opts = (ArenaOptions(c.reserved).with_flags(Flags(c.flags))
+            .with_commit_step(c.step).with_alignment(c.alignment))
+    if c.explicit_page:
+        opts = opts.with_page_size(c.explicit_page)
+    return opts
+
+
+class _AttachOptions(ArenaOptions):
+    """Options of a shared arena to attach to, with the descriptors it comes in."""
+    __slots__ = ("_fds",)
+
+    def __init__(self, options, data_fd, ctl_fd):
+        for name in ArenaOptions.__slots__:
+            object.__setattr__(self, name, getattr(options, name))
+        object.__setattr__(self, "_fds", [data_fd, ctl_fd])
+
+
+cdef int _map_data(Mapping* m, options) except -1:
+    """The PROT_NONE reservation over the data memfd (2 MiB-aligned for THP)."""
+    cdef int err, flags = MAP_SHARED | MAP_NORESERVE
+    cdef void* hint = NULL
+    cdef void* p
+    cdef char* start
+    cdef size_t extra = 0, head
+    if options.address is not None:
+        hint = <void*><uintptr_t>options.address
+        if UnsafeFlags.MAP_FIXED in options.unsafe_flags:
+            flags |= MAP_FIXED
+    elif (m.flags & F_THP) and not m.hugetlb:
+        extra = THP_SIZE
+    if extra:
+        # Reserve anonymous space with room to align, then map the memfd over the aligned
+        # part (a file mapping cannot be trimmed at its head: its offsets would move).
+        p = mmap(NULL, m.reserved + extra, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if p == MAP_FAILED:
+            err = errno
+            raise os_error(err, f"mmap of {m.reserved} bytes")
+        head = round_up(<size_t><uintptr_t>p, THP_SIZE) - <size_t><uintptr_t>p
+        start = <char*>p + head
+        if mmap(start, m.reserved, PROT_NONE, flags | MAP_FIXED, m.fd, 0) == MAP_FAILED:
+            err = errno
+            munmap(p, m.reserved + extra)
+            raise os_error(err, f"mmap of {m.reserved} bytes")
+        if head:
+            munmap(p, head)
+        if extra - head:
+            munmap(start + m.reserved, extra - head)
+        m.base = start
+        return 0
+    p = mmap(hint, m.reserved, PROT_NONE, flags, m.fd, 0)
+    if p == MAP_FAILED:
+        err = errno
+        raise os_error(err, f"mmap of {m.reserved} bytes")
+    m.base = <char*>p
+    return 0
+
+
+# -- backing and local commit ----------------------------------------------------------------
+
+cdef int _local_commit(Mapping* m, size_t new) except -1:
+    """Make ``[0, new)`` accessible in this process (the memfd already backs it)."""
+    cdef size_t old = m.committed, n
+    cdef int err
+    if new <= old:
+        return 0
+    n = new - old
+    if mprotect(m.base + old, n, m.prot) != 0:
+        err = errno
+        raise os_error(err, f"committing {n} bytes (mprotect)")
+    err = _prepare(m, m.base + old, n)
+    if err:
+        munlock(m.base + old, n)
+        madvise(m.base + old, n, MADV_DONTNEED)  # this process's page tables only
+        mprotect(m.base + old, n, PROT_NONE)
+        if err == EFAULT or err == ENOMEM or err == EAGAIN:
+            raise CommitError(err, f"the OS refused to back {n} bytes: {os.strerror(err)}")
+        raise os_error(err, f"committing {n} bytes")
+    m.committed = new
+    return 0
+
+
+cdef int _shared_back(Mapping* m, _Shared sh, size_t start, size_t end) except -1:
+    """Make sure the memfd holds pages for ``[start, end)`` (up to the commit step past it)
+    and that this process can touch them."""
+    cdef arena_ctl_t* c = sh.ctl
+    cdef uint64_t pg = arena_load(&c.punch_gen)
+    cdef size_t lo, hi
+    cdef int rc, err
+    if end <= start:
+        return 0  # an empty array touches nothing
+    if pg != sh.pg:
+        sh.lo = sh.hi = 0  # a decommit punched pages: trust nothing we knew
+        sh.pg = pg
+    hi = min(round_up(end, m.step), m.reserved)
+    if not (sh.lo <= start and end <= sh.hi):
+        lo = start // m.page * m.page
+        if sh.lo <= lo < sh.hi:
+            lo = sh.hi
+        arena_max(&c.attempted, hi)
+        while True:
+            rc = fallocate(m.fd, 0, <off_t>lo, <off_t>(hi - lo))
+            if rc == 0 or errno != EINTR:
+                break
+        if rc != 0:
+            err = errno
+            if err == ENOSPC or err == ENOMEM:
+                raise CommitError(err, f"the OS refused to back {hi - lo} bytes: "
+                                  f"{os.strerror(err)}" + (" (the hugetlb pool has too few "
+                                                            "free pages)" if m.hugetlb else ""))
+            raise os_error(err, f"fallocate of {hi - lo} bytes of the shared arena")
+        if lo <= sh.hi and hi >= sh.lo and sh.hi > sh.lo:
+            sh.lo, sh.hi = min(lo, sh.lo), max(hi, sh.hi)
+        else:
+            sh.lo, sh.hi = start // m.page * m.page, hi
+        arena_max(&c.committed, hi)
+    if end > m.committed:
+        _local_commit(m, min(hi, sh.hi))  # no further than what is known to be backed
+    return 0
+
+
+# -- allocation ------------------------------------------------------------------------------
+
+cdef Py_ssize_t _shared_take(Arena a, _Shared sh, size_t nbytes, size_t align,
+                             bint view) except -1:
+    """Claim ``nbytes`` at the arena-wide bump, publishing the coming view first: a lease
+    the caller links with ``view``, else a NEP 49 heap block (or a raw allocation, which
+    alloc_slow unpublishes)."""
+    cdef arena_ctl_t* c = sh.ctl
+    cdef Mapping* m = a.map
+    cdef arena_slot_t* s
+    cdef uint64_t w, cur, start, end, key, top
+    if not a.writable:
+        _check_allocatable(a)
+    if align == 0 or (align & (align - 1)) != 0 or align > a.page:
+        raise ValueError(f"align must be a power of two up to {a.page}, got {align}")
+    if sh.slot < 0:
+        _claim(sh)
+    s = &c.slots[sh.slot]
+    top = sh.last.key if sh.last != NULL else 0
+    w = arena_load(&c.word)
+    while True:
+        cur = w & ARENA_OFF_MASK
+        start = (cur + align - 1) & ~(<uint64_t>align - 1)
+        if start > m.reserved or nbytes > m.reserved - start:
+            raise ArenaFullError(f"allocation of {nbytes} bytes does not fit: "
+                                 f"{m.reserved - min(start, m.reserved)} of "
+                                 f"{m.reserved} bytes left")
+        end = start + nbytes
+        if start < sh.lo or end > sh.hi or end > m.committed or \
+                arena_load(&c.punch_gen) != sh.pg:
+            _shared_back(m, sh, start, end)
+        key = end if nbytes else start + 1
+        if not view and key > sh.heap_top:
+            sh.heap_top = key
+        if key > top:
+            arena_store(&s.top, key)
+        if arena_cas(&c.word, &w, end | ((w + (ARENA_SEQ_ONE if end == cur else 0))
+                                         & SEQ_MASK)):
+            break
+    arena_store(&s.nalloc, s.nalloc + 1)
+    if end > s.high_water:
+        arena_store(&s.high_water, end)
+    sh.before, sh.end = cur, end
+    a.nused = end
+    return start
+
+
+cdef _Lease _shared_new(Arena a, size_t nbytes, size_t align):
+    """An allocation for an array: its lease, whose ``lo`` is where the bytes start."""
+    cdef _Shared sh = _sh(a)
+    cdef _Lease l = _Lease.__new__(_Lease)
+    cdef Py_ssize_t start = _shared_take(a, sh, nbytes, align, True)
+    _lease_link(sh, l, _top_frame(a), start, start + nbytes if nbytes else start + 1)
+    return l
+
+
+cdef char* _shared_bump(Arena a, size_t nbytes, size_t align) except NULL:
+    """A raw allocation (alloc_raw): not a view, so nothing published."""
+    return a.base + _shared_take(a, _sh(a), nbytes, align, False)
+
+
+cdef void _shared_rollback(Arena a, size_t expected_end) noexcept:
+    """Give back our last allocation if nothing happened on the bump since (full/array)."""
+    cdef _Shared sh = _sh(a)
+    cdef arena_ctl_t* c = sh.ctl
+    cdef uint64_t w = arena_load(&c.word)
+    if sh.end != expected_end or (w & ARENA_OFF_MASK) != sh.end or sh.slot < 0:
+        return
+    if arena_cas(&c.word, &w, sh.before | ((w + ARENA_SEQ_ONE) & SEQ_MASK)):
+        arena_store(&c.slots[sh.slot].nalloc, c.slots[sh.slot].nalloc - 1)
+        sh.end = sh.before
+
+
+cdef _Lease _shared_register(_Shared sh, Mapping* m, _Frame frame, size_t lo, size_t hi,
+                             uint64_t gen, bint received):
+    """A lease over ``[lo, hi)``, bytes already handed out: for view(), or for an array
+    received from another process (``gen``: the free count when it was sent)."""
+    cdef arena_ctl_t* c = sh.ctl
+    cdef arena_slot_t* s
+    cdef uint64_t w, key = hi if hi > lo else lo + 1, top, g
+    cdef _Lease l = _Lease.__new__(_Lease)
+    if sh.slot < 0:
+        _claim(sh)
+    s = &c.slots[sh.slot]
+    top = sh.last.key if sh.last != NULL else 0
+    if key > top:
+        arena_store(&s.top, key)
+    w = arena_load(&c.word)
+    while True:
+        if hi > (w & ARENA_OFF_MASK):
+            arena_store(&s.top, top)
+            if received:
+                raise BufferError("the array's memory was freed (reset or release) while "
+                                  "it was sent from another process")
+            raise ValueError(f"view of {hi - lo} bytes at offset {lo} reaches past the "
+                             f"{w & ARENA_OFF_MASK} bytes in use")
+        if received and not _unfreed_since(c, gen, key):
+            arena_store(&s.top, top)
+            raise BufferError("the array's memory may have been freed (reset or release) "
+                              "while it was sent from another process")
+        if arena_cas(&c.word, &w, (w & ARENA_OFF_MASK) | ((w + ARENA_SEQ_ONE) & SEQ_MASK)):
+            break
+    if hi > m.committed:
+        _local_commit(m, min(round_up(hi, m.page), m.reserved))
+    _lease_link(sh, l, frame, lo, key)
+    return l
+
+
+cdef bint _unfreed_since(arena_ctl_t* c, uint64_t g0, uint64_t key) noexcept nogil:
+    """Whether no free since number ``g0`` went below ``key``."""
+    return _floor_since(c, g0, FLOOR_NONE) >= key
+
+
+# -- lifetime --------------------------------------------------------------------------------
+
+cdef int _free_to(Arena a, _Shared sh, uint64_t floor, str what) except -1:
+    """Move the bump down to ``floor`` unless a live view of another process reaches past
+    it; 1 if it moved. (This process's own views are the caller's to check.)"""
+    cdef arena_ctl_t* c = sh.ctl
+    cdef uint64_t w = arena_load(&c.word), g
+    while True:
+        if floor >= (w & ARENA_OFF_MASK):
+            return 0
+        holder = _holder_above(sh, floor)
+        if holder is not None:
+            raise BufferError(f"cannot {what}: process {holder[0]} holds {holder[1]} live "
+                              "view(s) of the shared arena's memory (a forked child holds "
+                              "the views it inherited until it drops them or exits)")
+        g = arena_fetch_add(&c.gen, 1) + 1
+        if arena_cas(&c.word, &w, floor | ((w + ARENA_SEQ_ONE) & SEQ_MASK)):
+            _ring_put(c, g, floor)
+            return 1
+        _ring_put(c, g, FLOOR_NONE)
+
+
+cdef int64_t _total_nalloc(arena_ctl_t* c) noexcept nogil:
+    cdef uint64_t i, n = arena_load(&c.nslots)
+    cdef int64_t total = <int64_t>arena_load(<uint64_t*>&c.adjust)
+    for i in range(n):
+        total += <int64_t>arena_load(&c.slots[i].nalloc)
+    return total
+
+
+cdef int _set_nalloc(arena_ctl_t* c, int64_t target) except -1:
+    arena_fetch_add(<uint64_t*>&c.adjust, <uint64_t>(target - _total_nalloc(c)))
+    return 0
+
+
+cdef object _shared_mark(Arena a):
+    cdef _Shared sh = _sh(a)
+    cdef uint64_t g
+    cdef Mark mk = Mark()
+    cdef _Frame f
+    _check_open(a)
+    g = arena_load(&sh.ctl.gen)  # before the word: a free in between lowers the floor
+    mk.owner = a
+    mk.level = PyList_GET_SIZE(a.frames_rw)
+    mk.start = arena_load(&sh.ctl.word) & ARENA_OFF_MASK
+    _push_frame(a, mk.start)
+    f = _top_frame(a)
+    f.gen = g
+    f.nalloc_start = _total_nalloc(sh.ctl)
+    mk.serial = f.serial
+    return mk
+
+
+cdef int _shared_release(Arena a, Mark mark) except -1:
+    cdef _Shared sh = _sh(a)
+    cdef Py_ssize_t level = mark.level, live
+    cdef _Frame f
+    cdef uint64_t floor
+    _check_open(a)
+    if mark.owner is not a:
+        raise ValueError("the mark belongs to another arena")
+    if level >= PyList_GET_SIZE(a.frames_rw) or \
+            (<_Frame>a.frames_rw[level]).serial != mark.serial:
+        raise ValueError("the mark was already released (or the arena was reset)")
+    live = _views_since(a, level, False)  # before ``f`` holds a reference to the frame
+    f = <_Frame>a.frames_rw[level]
+    floor = _floor_since(sh.ctl, f.gen, f.start)
+    if live == 0 and ((sh.last != NULL and sh.last.key > floor) or
+                      heap_live_above(&a.heap, floor)):
+        live = 1  # a view of bytes below the mark that another process's release freed
+    if live:
+        raise BufferError(f"cannot release: {live} view(s) allocated since the mark are "
+                          "still alive (drop them first, e.g. with del)")
+    if _free_to(a, sh, floor, "release"):
+        _set_nalloc(sh.ctl, min(f.nalloc_start, _total_nalloc(sh.ctl)))
+    heap_drop_from(a, floor)  # its free blocks up there may be handed to anyone now
+    _drop_levels_from(a, level)
+    return 0
+
+
+cdef int _shared_reset(Arena a, bint decommit) except -1:
+    cdef _Shared sh = _sh(a)
+    cdef Py_ssize_t live
+    _check_open(a)
+    live = _views_since(a, 0, False)
+    if live:
+        raise BufferError(f"cannot reset: {live} view(s) are still alive "
+                          "(drop them first, e.g. with del)")
+    _free_to(a, sh, 0, "reset")
+    _set_nalloc(sh.ctl, 0)
+    heap_drop_from(a, 0)
+    sh.heap_top = 0
+    _drop_levels_from(a, 0)
+    _push_frame(a, 0)
+    _top_frame(a).gen = arena_load(&sh.ctl.gen)
+    if decommit:
+        _shared_decommit(a)
+    return 0
+
+
+cdef int _shared_decommit(Arena a) except -1:
+    """Punch the pages above the bump out of the memfd, for every process: reserved first
+    (the bump moved over them), so nothing is handed out there while they go."""
+    cdef _Shared sh = _sh(a)
+    cdef arena_ctl_t* c = sh.ctl
+    cdef Mapping* m = a.map
+    cdef uint64_t w, cur, keep, top, held, x
+    cdef int tries, err = 0
+    for tries in range(8):
+        w = arena_load(&c.word)
+        cur = w & ARENA_OFF_MASK
+        keep = round_up(cur, m.page)
+        top = arena_load(&c.attempted)
+        if keep >= top:
+            break
+        held = top | (w & SEQ_MASK)
+        if not arena_cas(&c.word, &w, held):
+            continue
+        arena_fetch_add(&c.punch_gen, 1)
+        if fallocate(m.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, <off_t>keep,
+                     <off_t>(top - keep)) != 0:
+            err = errno
+        x = top
+        arena_cas(&c.attempted, &x, keep)
+        x = arena_load(&c.committed)
+        if x <= top:
+            arena_cas(&c.committed, &x, min(x, keep))
+        arena_cas(&c.word, &held, cur | ((held + ARENA_SEQ_ONE) & SEQ_MASK))
+        break
+    keep = round_up(arena_load(&c.word) & ARENA_OFF_MASK, m.page)
+    if keep < m.committed:  # this process's own page tables and guard pages
+        mapping_uncommit_local(m, keep)
+    if err:
+        raise os_error(err, "fallocate (punching the shared arena's free pages)")
+    return 0
+
+
+cdef void mapping_uncommit_local(Mapping* m, size_t keep) noexcept nogil:
+    cdef size_t n = m.committed - keep
+    munlock(m.base + keep, n)
+    madvise(m.base + keep, n, MADV_DONTNEED)
+    mprotect(m.base + keep, n, PROT_NONE)
+    m.committed = keep
+
+
+cdef int _shared_commit(Arena a, size_t end) except -1:
+    if end:
+        _shared_back(a.map, _sh(a), 0, end)
+    return 0
+
+
+cdef int _shared_close(Arena a) except -1:
+    """After close() unmapped the data here: give up the slot and the control block."""
+    cdef _Shared sh = _sh(a)
+    sh.arena = NULL
+    _untrack(sh)
+    _shared_detach(sh)
+    return 0
+
+
+cdef object _view_base(Arena a, _Frame frame, size_t lo, size_t hi):
+    """The base of a view() over ``[lo, hi)``: its frame, or a lease in a shared arena."""
+    if a.sh is None:
+        return frame
+    return _shared_register(_sh(a), a.map, frame, lo, hi, 0, False)
+
+
+# -- introspection ---------------------------------------------------------------------------
+
+cdef inline size_t _used(Arena a) noexcept:
+    """Bytes up to the bump: the arena-wide figure in a shared arena."""
+    if a.sh is None:
+        return a.nused
+    return arena_load(&_sh(a).ctl.word) & ARENA_OFF_MASK
+
+
+cdef object _shared_figure(Arena a, str name):
+    """``committed``, ``high_water`` or ``num_allocations`` of a shared arena, arena-wide."""
+    cdef arena_ctl_t* c
+    cdef uint64_t i, hw
+    _check_open(a)
+    c = _sh(a).ctl
+    if name == "committed":
+        return arena_load(&c.committed)
+    if name == "num_allocations":
+        return max(0, _total_nalloc(c))
+    hw = arena_load(&c.hw_base)
+    for i in range(arena_load(&c.nslots)):
+        hw = max(hw, arena_load(&c.slots[i].high_water))
+    return hw
+
+
+cdef int _shared_stats(Arena a, dict d) except -1:
+    for name in ("committed", "high_water", "num_allocations"):
+        d[name] = _shared_figure(a, name)
+    d["used"] = _used(a)
+    d["available"] = a.map.reserved - d["used"]
+    d["processes"] = len(_live_processes(a))
+    return 0

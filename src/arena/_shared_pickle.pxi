@@ -1,0 +1,262 @@
+# Shared arenas through multiprocessing: what multiprocessing's ForkingPickler sends for a
+# shared arena and for its arrays is descriptors and offsets, never the bytes.
+#
+# - The arena travels with multiprocessing.reduction.DupFd (as multiprocessing.heap.Arena
+#   does): inherited at spawn/forkserver start, passed over a Unix socket (SCM_RIGHTS)
+#   otherwise. Plain pickle refuses it (Arena.__reduce__).
+# - An array whose base is a _Lease (every array a shared arena hands out, and every slice
+#   or view NumPy makes of one) travels as (arena, offset, shape, strides, dtype); a
+#   reducer for exact ndarrays is registered with ForkingPickler when this process first
+#   makes or maps a shared arena, and sends every other ndarray as NumPy would. The
+#   receiver uses the arena if it maps it already; otherwise it opens the descriptors of a
+#   process that holds it through /proc/PID/fd (no socket, nothing to clean up when the
+#   message is never read).
+# - A fork child gets a slot of its own for the views it inherited.
+# Included by _core.pyx after _shared.pxi.
+
+import pickle
+import weakref
+
+_registry = {}                  # arena id -> weakref to the newest _Shared of it here
+_everyone = weakref.WeakSet()   # every _Shared of this process
+_reducers = {"registered": False, "ndarray": None}
+
+
+def _forget(ref, bytes ident):
+    if _registry.get(ident) is ref:
+        del _registry[ident]
+
+
+cdef int _track(_Shared sh) except -1:
+    _registry[sh.id] = weakref.ref(sh, lambda ref, ident=sh.id: _forget(ref, ident))
+    _everyone.add(sh)
+    if not _reducers["registered"]:
+        from multiprocessing.reduction import ForkingPickler
+        _reducers["ndarray"] = ForkingPickler._extra_reducers.get(np.ndarray)
+        ForkingPickler.register(Arena, _reduce_arena)
+        ForkingPickler.register(np.ndarray, _reduce_ndarray)
+        _reducers["registered"] = True
+    return 0
+
+
+cdef int _untrack(_Shared sh) except -1:
+    ref = _registry.get(sh.id)
+    if ref is not None and ref() is sh:
+        del _registry[sh.id]
+    return 0
+
+
+cdef _Shared _lookup(bytes ident):
+    ref = _registry.get(ident)
+    cdef _Shared sh = ref() if ref is not None else None
+    if sh is None or sh.ctl == NULL:
+        return None
+    return sh
+
+
+cdef object _open_arena(_Shared sh):
+    if sh.arena == NULL or (<Arena><object>sh.arena).base == NULL:
+        return None
+    return <object>sh.arena
+
+
+def _after_fork_in_child():
+    """The child inherits the parent's arrays: it holds them, in a slot of its own."""
+    cdef _Shared sh
+    for sh in list(_everyone):
+        sh.slot = -1
+        if sh.ctl != NULL and sh.nleases:
+            try:
+                _claim(sh)
+            except ArenaError:
+                continue
+            _publish(sh)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- sending ---------------------------------------------------------------------------------
+
+cdef object _source(_Shared sh, bint with_fds):
+    """How a receiver finds the arena: its id, descriptors to inherit or to fetch (if
+    asked), and processes whose /proc/PID/fd hold it."""
+    from multiprocessing import context, reduction
+    cdef int data_fd = sh.region.m.fd, ctl_fd = sh.ctl_fd
+    cdef arena_slot_t* s
+    cdef uint64_t i
+    cdef int64_t pid, me = getpid()
+    popen = context.get_spawning_popen()
+    if popen is not None:
+        fds = (popen.DupFd(popen.duplicate_for_child(data_fd)),
+               popen.DupFd(popen.duplicate_for_child(ctl_fd)))
+    elif with_fds:
+        fds = (reduction.DupFd(data_fd), reduction.DupFd(ctl_fd))
+    else:
+        fds = None
+    holders = [(me, data_fd, ctl_fd)]
+    for i in range(arena_load(&sh.ctl.nslots)):
+        s = &sh.ctl.slots[i]
+        pid = <int64_t>arena_load(<uint64_t*>&s.pid)
+        if pid > 0 and pid != me and len(holders) < 8:
+            holders.append((pid, s.data_fd, s.ctl_fd))
+    return sh.id, fds, holders
+
+
+def _reduce_arena(Arena a):
+    if a.sh is None:
+        raise TypeError("only a Flags.SHARED arena without a file goes to other processes; "
+                        "this one is private to its process")
+    _check_open(a)
+    return _rebuild_arena, (_source(_sh(a), True),)
+
+
+def _reduce_ndarray(x):
+    """ForkingPickler's reducer for ndarrays: arrays over a shared arena as offsets, every
+    other array as NumPy pickles it."""
+    base = x.base
+    while type(base) is np.ndarray:  # NumPy stops collapsing a view's base at the array
+        base = base.base             # whose base is not an ndarray: here, the lease's
+    if type(base) is _Lease:
+        token = _token(<_Lease>base, <cnp.ndarray>x)
+        if token is not None:
+            return token
+    previous = _reducers["ndarray"]
+    if previous is not None:
+        return previous(x)
+    return x.__reduce_ex__(pickle.DEFAULT_PROTOCOL)
+
+
+cdef object _token(_Lease l, cnp.ndarray x):
+    cdef _Shared sh = l.sh
+    cdef Mapping* m = &sh.region.m
+    cdef Py_ssize_t off
+    if sh.ctl == NULL or m.base == NULL:
+        return None
+    off = <char*>cnp.PyArray_DATA(x) - m.base
+    if off < 0 or <size_t>off > m.reserved:
+        return None
+    y = <object>x
+    return _rebuild_array, (_source(sh, False), off, y.shape, y.strides, y.dtype,
+                            bool(y.flags.writeable), arena_load(&sh.ctl.gen))
+
+
+# -- receiving -------------------------------------------------------------------------------
+
+def _rebuild_arena(source):
+    return _obtain(source, True)[0]
+
+
+def _rebuild_array(source, Py_ssize_t offset, shape, strides, dtype, bint writeable,
+                   uint64_t gen):
+    arena, sh = _obtain(source, False)  # ``arena`` stays alive until the lease is made
+    return _receive(sh, offset, shape, strides, dtype, writeable, gen)
+
+
+def _obtain(source, bint want_arena):
+    """(Arena or None, _Shared) for ``source``: the mapping this process has, else a new one
+    from the descriptors sent along or from a holder's /proc/PID/fd."""
+    ident, fds, holders = source
+    got = []
+    if fds is not None:
+        for f in fds:
+            try:
+                got.append(f.detach())  # always: the sender keeps a duplicate until then
+            except (OSError, EOFError):
+                break
+    sh = _lookup(ident)
+    if sh is not None:
+        arena = _open_arena(sh)
+        if arena is not None or not want_arena:
+            for fd in got:
+                os.close(fd)
+            return arena, sh
+    if len(got) != 2:
+        for fd in got:
+            os.close(fd)
+        got = _open_from_proc(ident, holders)
+    arena = _attach(got[0], got[1], ident)
+    return arena, _sh(<Arena>arena)
+
+
+def _open_from_proc(bytes ident, holders):
+    for pid, data_fd, ctl_fd in holders:
+        fds = []
+        try:
+            for fd in (data_fd, ctl_fd):
+                fds.append(os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR | os.O_CLOEXEC))
+            _ctl_check(fds[1], ident)
+            return fds
+        except (OSError, ValueError):
+            for fd in fds:
+                os.close(fd)
+    raise ArenaError("cannot map the shared arena in this process: no process that holds "
+                     "it lets its descriptors be opened through /proc/PID/fd; send the arena "
+                     "itself here first (for example in a pool's initargs)")
+
+
+def _attach(int data_fd, int ctl_fd, bytes ident):
+    """An Arena over the shared arena whose descriptors these are (taken over)."""
+    opts = None
+    try:
+        opts = _AttachOptions(_ctl_check(ctl_fd, ident), data_fd, ctl_fd)
+        return Arena(opts)
+    finally:
+        for fd in (opts._fds if opts is not None else (data_fd, ctl_fd)):
+            if fd >= 0:
+                os.close(fd)
+
+
+cdef _Frame _receive_frame(_Shared sh, size_t last, bint writable):
+    """The frame a received array counts in: the newest mark level of this process's
+    Arena whose bytes it covers, or the orphan frame when no Arena is open here."""
+    cdef Arena a
+    cdef Py_ssize_t level
+    arena = _open_arena(sh)
+    if arena is None:
+        if sh.orphan is None:
+            sh.orphan = _Frame()
+            sh.orphan.region = sh.region
+        return sh.orphan
+    a = <Arena>arena
+    level = PyList_GET_SIZE(a.frames_rw) - 1
+    while level > 0 and (<_Frame>a.frames_rw[level]).start > last:
+        level -= 1
+    return <_Frame>a.frames_rw[level] if writable else _readonly_frame(a, level)
+
+
+cdef object _receive(_Shared sh, Py_ssize_t offset, shape, strides, dtype, bint writeable,
+                     uint64_t gen):
+    cdef cnp.npy_intp dims[64]
+    cdef cnp.npy_intp steps[64]
+    cdef Mapping* m = &sh.region.m
+    cdef cnp.dtype descr = np.dtype(dtype)
+    cdef int i, nd = len(shape)
+    if descr.hasobject:
+        raise TypeError(f"dtype {descr} holds Python objects, which cannot live in an arena")
+    if nd > 64 or len(strides) != nd:
+        raise ValueError("a shared array's shape and strides do not match")
+    lo = hi = offset
+    empty = False
+    for i in range(nd):
+        dims[i], steps[i] = shape[i], strides[i]
+        if shape[i] < 0:
+            raise ValueError("negative dimensions are not allowed")
+        empty = empty or shape[i] == 0
+        if shape[i]:
+            reach = (shape[i] - 1) * strides[i]
+            lo, hi = (lo + reach, hi) if reach < 0 else (lo, hi + reach)
+    hi = offset if empty else hi + descr.itemsize
+    lo = offset if empty else lo
+    if m.base == NULL:
+        raise ValueError("the arena is closed in this process")
+    if lo < 0 or hi > m.reserved:
+        raise ValueError("a shared array reaches outside its arena")
+    if not (m.prot & PROT_READ):
+        raise ValueError("the arena is not readable in this process: no views until "
+                         "make_read_only() or make_mut()")
+    writeable = writeable and (m.prot & PROT_WRITE) != 0
+    frame = _receive_frame(sh, hi - 1 if hi > lo else lo, writeable)
+    lease = _shared_register(sh, m, frame, lo, hi, gen, True)
+    return _wrap_strided(m.base + offset, nd, dims, steps, descr,
+                         cnp.NPY_ARRAY_WRITEABLE if writeable else 0, lease)
