@@ -712,13 +712,13 @@ cdef int _free_to(Arena a, _Shared sh, uint64_t floor, str what) except -1:
     cdef arena_ctl_t* c = sh.ctl
     cdef uint64_t w = arena_load(&c.word), g
     while True:
-        if floor >= (w & ARENA_OFF_MASK):
-            return 0
-        holder = _holder_above(sh, floor)
+        holder = _holder_above(sh, floor)  # even with nothing to free: an empty view counts
         if holder is not None:
             raise BufferError(f"cannot {what}: process {holder[0]} holds {holder[1]} live "
                               "view(s) of the shared arena's memory (a forked child holds "
                               "the views it inherited until it drops them or exits)")
+        if floor >= (w & ARENA_OFF_MASK):
+            return 0
         g = arena_fetch_add(&c.gen, 1) + 1
         if arena_cas(&c.word, &w, floor | ((w + ARENA_SEQ_ONE) & SEQ_MASK)):
             _ring_put(c, g, floor)
@@ -777,8 +777,8 @@ cdef int _shared_release(Arena a, Mark mark) except -1:
     if live:
         raise BufferError(f"cannot release: {live} view(s) allocated since the mark are "
                           "still alive (drop them first, e.g. with del)")
-    if _free_to(a, sh, floor, "release"):
-        _set_nalloc(sh.ctl, min(f.nalloc_start, _total_nalloc(sh.ctl)))
+    _free_to(a, sh, floor, "release")
+    _set_nalloc(sh.ctl, min(f.nalloc_start, _total_nalloc(sh.ctl)))
     heap_drop_from(a, floor)  # its free blocks up there may be handed to anyone now
     _drop_levels_from(a, level)
     return 0

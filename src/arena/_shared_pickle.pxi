@@ -60,20 +60,56 @@ cdef object _open_arena(_Shared sh):
     return <object>sh.arena
 
 
-def _after_fork_in_child():
-    """The child inherits the parent's arrays: it holds them, in a slot of its own."""
+# A fork child holds the views it inherits, in a slot of its own. Until it has published
+# them, the parent must not go on (it could drop its own copies and reset): the parent waits
+# on a pipe that the child writes to once it has, or that closes when the child dies first.
+_fork_pipe = []
+
+
+cdef bint _holds_views(_Shared sh):
+    return sh.ctl != NULL and (sh.nleases > 0 or (
+        sh.arena != NULL and (<Arena>sh.arena).heap.live > 0))
+
+
+def _before_fork():
     cdef _Shared sh
     for sh in list(_everyone):
-        sh.slot = -1
-        if sh.ctl != NULL and sh.nleases:
-            try:
-                _claim(sh)
-            except ArenaError:
-                continue
-            _publish(sh)
+        if _holds_views(sh):
+            _fork_pipe.append(os.pipe())
+            return
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def _after_fork_in_parent():
+    if _fork_pipe:
+        r, w = _fork_pipe.pop()
+        os.close(w)
+        try:
+            os.read(r, 1)
+        finally:
+            os.close(r)
+
+
+def _after_fork_in_child():
+    cdef _Shared sh
+    try:
+        for sh in list(_everyone):
+            sh.slot = -1
+            if _holds_views(sh):
+                try:
+                    _claim(sh)
+                except ArenaError:
+                    continue  # no slot: its inherited views are unprotected
+                _publish(sh)
+    finally:
+        if _fork_pipe:
+            r, w = _fork_pipe.pop()
+            os.close(r)
+            os.write(w, b"x")
+            os.close(w)
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
 
 
 # -- sending ---------------------------------------------------------------------------------

@@ -1,0 +1,919 @@
+"""Arenas shared by several processes (``Flags.SHARED`` without a file), against API.md's
+"v2: arenas shared by several processes": processes allocating at once without overlap,
+the arena and its arrays through ``multiprocessing`` with every start method, liveness across
+processes (a holder that exits, one that is SIGKILLed at any instant), exhaustion in one
+process, descriptors and mappings over many pool runs, and a state machine driving a second
+process. Multi-process scenarios run in a fresh interpreter, so that a crash or a kill fails
+one test; the worker functions live in a module written next to each scenario (spawn and
+forkserver children import them by name).
+"""
+import os
+import pickle
+import textwrap
+from multiprocessing.reduction import ForkingPickler
+
+import numpy as np
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import arena
+from arena import ArenaOptions, Flags
+from helpers import check_child, hugetlb_pool
+
+METHODS = ["fork", "spawn", "forkserver"]
+MiB = 1 << 20
+
+WORKERS = '''
+import os, signal, sys, time
+import numpy as np
+import arena
+
+A = None
+
+
+def init(a):
+    global A
+    A = a
+
+
+def stamp(i, n=1000):
+    """A result made in the worker: n int64 holding i."""
+    x = A.empty(n, np.int64)
+    x[:] = i
+    return x
+
+
+def inspect(x):
+    """What the worker sees of an array it was sent: its sum, offset and writability."""
+    return int(x.sum()), A.offset_of(x), bool(x.flags.writeable), os.getpid()
+
+
+def bump(x):
+    x += 1
+    return x
+
+
+def stamp_with(a, i):
+    return a.full(10, i, dtype=np.int64)
+
+
+def hammer(a, m, seed, out):
+    """m allocations of random sizes and alignments, each stamped; report every span ever
+    handed out and the stamps of those kept."""
+    rng = np.random.default_rng(seed)
+    me = os.getpid()
+    spans, keep = [], []
+    for i in range(m):
+        n = int(rng.integers(0, 300))
+        x = a.empty(n, np.int64, align=int(rng.choice([8, 64, 4096])))
+        x[:] = me * 100_000 + i
+        spans.append((a.offset_of(x), 8 * n))
+        if rng.random() < 0.5:
+            keep.append((i, x))
+    for i, x in keep:
+        assert (x == me * 100_000 + i).all(), "a kept array changed"
+    out.put((me, spans, [(a.offset_of(x), x.size, me * 100_000 + i) for i, x in keep]))
+
+
+def hold(a, n, conn):
+    """Allocate n arrays, report their offsets, then hold them until killed or told."""
+    xs = [a.full(100, i, dtype=np.int64) for i in range(n)]
+    conn.send([a.offset_of(x) for x in xs])
+    conn.recv()
+
+
+def churn(a, conn):
+    """Allocate, stamp, drop and try to release as fast as possible until killed (a release
+    is refused while another churner holds a view above the mark)."""
+    rng = np.random.default_rng(os.getpid())
+    conn.send("go")
+    keep = []
+    while True:
+        x = a.empty(int(rng.integers(1, 2000)), np.int64)
+        x[:] = 7
+        keep.append(x)
+        if len(keep) > 50:
+            assert all((k == 7).all() for k in keep), "a live array changed"
+            keep.clear()
+            m = a.mark()
+            t = a.zeros(10)
+            del t
+            try:
+                a.release(m)
+            except BufferError:
+                pass
+
+
+def exhaust(a, conn):
+    """Allocate until the arena is full: MemoryError here, nothing broken elsewhere."""
+    xs = []
+    try:
+        while True:
+            xs.append(a.full(4096, 3, dtype=np.uint8))
+    except MemoryError as exc:
+        ok = all((x == 3).all() for x in xs)
+        conn.send((type(exc).__name__, len(xs), ok))
+    conn.recv()
+
+
+def via_pipe(conn):
+    """The arena comes through a Pipe, an array goes back, and the parent's write is seen."""
+    a = conn.recv()
+    x = a.full(1000, 7, dtype=np.int64)
+    conn.send(x)
+    conn.recv()
+    conn.send(int(x.sum()))
+    conn.recv()
+
+
+def via_queue(q_in, q_out):
+    """Only arrays come through the queue: the arena is mapped on the way."""
+    x = q_in.get()
+    y = x[::2]
+    y[:] = 5
+    q_out.put((int(x.sum()), y))
+    q_in.get()
+
+
+def sleep_holding(x, conn):
+    conn.send(int(x.sum()))
+    conn.recv()
+'''
+
+
+def run(tmp_path, code, timeout=300):
+    """Run ``code`` in a fresh interpreter, next to a module ``workers`` of WORKERS."""
+    (tmp_path / "workers.py").write_text(WORKERS)
+    (tmp_path / "main.py").write_text(textwrap.dedent(code))
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    return check_child(f"import runpy, sys; sys.argv = ['main.py']; "
+                       f"runpy.run_path({str(tmp_path / 'main.py')!r}, run_name='__main__')",
+                       timeout=timeout, env={"PYTHONPATH": path})
+
+
+def shared(size=1 << 30, flags=Flags(0)):
+    return ArenaOptions(size).with_flags(Flags.SHARED | flags).reserve()
+
+
+# -- in one process ------------------------------------------------------------------------------
+
+
+def test_plain_pickle_refuses_the_arena_and_copies_its_arrays():
+    a = shared()
+    with pytest.raises(TypeError, match="multiprocessing"):
+        pickle.dumps(a)
+    with pytest.raises(TypeError, match="private"):
+        ForkingPickler.dumps(arena.Arena(1 << 20))
+    x = a.full(100, 3.0)
+    y = pickle.loads(pickle.dumps(x))
+    assert (y == 3).all() and y.base is None
+    with pytest.raises(ValueError):
+        a.offset_of(y)
+    del x, y
+    a.close()
+
+
+def test_forking_pickler_round_trip_is_the_same_memory():
+    a = shared()
+    x = a.full((10, 20), 1.5)
+    views = [x, x[::2, 3:], x.T, x[:, ::-3], x.view(np.int64), x.reshape(-1)[5:5]]
+    for v in views:
+        w = ForkingPickler.loads(ForkingPickler.dumps(v))
+        assert type(w) is np.ndarray and w.shape == v.shape and w.strides == v.strides
+        assert w.__array_interface__["data"][0] == v.__array_interface__["data"][0]
+        assert w.dtype == v.dtype and w.flags.writeable
+    w = ForkingPickler.loads(ForkingPickler.dumps(x[::2, 3:]))
+    w[:] = -1
+    assert (x[::2, 3:] == -1).all() and a.live_views == 2
+    # Anything else is pickled as NumPy pickles it: a copy.
+    for other in (np.ones(5), np.frombuffer(memoryview(x).cast("B")), np.ma.masked_array(x)):
+        c = ForkingPickler.loads(ForkingPickler.dumps(other))
+        assert c.__array_interface__["data"][0] != other.__array_interface__["data"][0]
+    # NumPy's own allocations inside numpy_allocator() are heap blocks, not views: copied.
+    with a.numpy_allocator():
+        n = np.arange(1000.0)
+    c = ForkingPickler.loads(ForkingPickler.dumps(n))
+    assert (c == n).all() and c.__array_interface__["data"][0] != a.address + a.offset_of(n)
+    with pytest.raises(BufferError):
+        a.reset()
+    del w, x, views, v, n, other, c
+    a.reset()
+    assert a.live_views == 0 and a.used == 0
+
+
+def test_array_freed_in_transit_is_refused():
+    a = shared()
+    x = a.full(100, 2.0)
+    keep = a.full(10, 1.0)
+    data = ForkingPickler.dumps(x)
+    kept = ForkingPickler.dumps(keep)
+    m = a.mark()
+    t = a.zeros(10)
+    del t
+    a.release(m)                 # frees above ``keep``: both still valid
+    assert ForkingPickler.loads(data)[0] == 2 and ForkingPickler.loads(kept)[0] == 1
+    del x, keep
+    a.reset()
+    y = a.full(100, 9.0)         # the same bytes, handed out again
+    with pytest.raises(BufferError, match="freed"):
+        ForkingPickler.loads(data)
+    assert (y == 9).all()
+
+
+def test_figures_are_arena_wide_and_views_are_checked():
+    a = shared(1 << 24)
+    x = a.zeros(100)
+    assert a.used == 800 and a.num_allocations == 1 and a.high_water == 800
+    assert a.committed == 2 * MiB and a.stats()["processes"] == 1
+    v = a.view(0, 10)
+    with pytest.raises(ValueError, match="reaches past"):
+        a.view(0, 101)
+    m = a.mark()
+    y = a.zeros(10)
+    with pytest.raises(BufferError):
+        a.release(m)
+    del y
+    a.release(m)
+    assert a.used == 800 and a.num_allocations == 1 and a.live_views == 2
+    del x, v
+    a.reset(decommit=True)
+    assert a.used == 0 and a.committed == 0 and a.high_water == 912
+    a.close()
+    with pytest.raises(ValueError):
+        a.used
+
+
+def test_alloc_raw_and_failed_copy_roll_back():
+    a = shared(1 << 24)
+    with pytest.raises(ValueError):
+        a.full(10, "not a number", dtype=np.float64)
+    assert a.used == 0 and a.num_allocations == 0
+    x = a.array(np.arange(5))
+    assert a.offset_of(x) == 0 and a.num_allocations == 1
+    with pytest.raises(ValueError):
+        a.array(["x"], dtype=np.float64)
+    assert a.used == 40
+
+
+# -- many processes --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_processes_allocate_at_once_without_overlap(tmp_path, method):
+    out = run(tmp_path, f"""
+        import multiprocessing as mp, numpy as np, arena, workers
+        from arena import ArenaOptions, Flags
+        if __name__ == '__main__':
+            ctx = mp.get_context({method!r})
+            a = ArenaOptions(1 << 30).with_flags(Flags.SHARED).reserve()
+            mine = a.full(1000, -1, dtype=np.int64)
+            q = ctx.Queue()
+            N, M = 4, 1500
+            ps = [ctx.Process(target=workers.hammer, args=(a, M, s, q), daemon=True)
+                  for s in range(N)]
+            for p in ps:
+                p.start()
+            reports = [q.get(timeout=120) for _ in ps]
+            for p in ps:
+                p.join(60)
+                assert p.exitcode == 0, p.exitcode
+            spans = [(a.offset_of(mine), 8000)]
+            for pid, s, kept in reports:
+                spans += s
+                for off, n, value in kept:      # still intact after their process is gone
+                    assert (a.view(off, n, np.int64) == value).all()
+            spans.sort()
+            ends = [o + n for o, n in spans]
+            assert all(e <= o for e, (o, _) in zip(ends, spans[1:])), "allocations overlap"
+            assert a.num_allocations == N * M + 1 and a.used >= max(ends)
+            assert (mine == -1).all() and len({{r[0] for r in reports}}) == N
+            print("ok", len(spans))
+    """)
+    assert out.split() == ["ok", str(4 * 1500 + 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_pool_initargs_arguments_and_results_every_start_method(tmp_path, method):
+    out = run(tmp_path, f"""
+        import multiprocessing as mp, numpy as np, arena, workers
+        from concurrent.futures import ProcessPoolExecutor
+        from arena import ArenaOptions, Flags
+        if __name__ == '__main__':
+            ctx = mp.get_context({method!r})
+            a = ArenaOptions(1 << 30).with_flags(Flags.SHARED).reserve()
+            with ProcessPoolExecutor(2, mp_context=ctx, initializer=workers.init,
+                                     initargs=(a,)) as pool:
+                rs = list(pool.map(workers.stamp, range(6)))
+                offsets = [a.offset_of(r) for r in rs]   # results over the arena, no copy
+                assert [int(r[0]) for r in rs] == list(range(6))
+                rs[0][:] = 100                            # arguments: views the other way
+                seen = list(pool.map(workers.inspect, [rs[0], rs[1][::3]]))
+                assert [s[:3] for s in seen] == [(100000, offsets[0], True),
+                                                 (1 * 334, offsets[1], True)]
+                back = pool.submit(workers.bump, rs[2]).result()
+                assert a.offset_of(back) == offsets[2] and (rs[2] == 3).all()
+                made = list(pool.map(workers.stamp_with, [a, a], [7, 8]))  # the arena itself
+                assert [int(m.sum()) for m in made] == [70, 80]
+            with ctx.Pool(2, initializer=workers.init, initargs=(a,)) as pool:
+                more = pool.map(workers.stamp, range(6, 10))
+                assert [a.offset_of(m) for m in more] and int(more[-1][-1]) == 9
+                assert pool.apply(workers.inspect, (more[0],))[:2] == (6000, a.offset_of(more[0]))
+            assert a.num_allocations == 12
+            del rs, back, made, more, seen
+            a.reset()
+            print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_pipe_and_queue_and_a_receiver_without_the_arena(tmp_path, method):
+    out = run(tmp_path, f"""
+        import multiprocessing as mp, numpy as np, arena, workers
+        from arena import ArenaOptions, Flags
+        if __name__ == '__main__':
+            ctx = mp.get_context({method!r})
+            a = ArenaOptions(1 << 28).with_flags(Flags.SHARED).reserve()
+            here, there = ctx.Pipe()
+            p = ctx.Process(target=workers.via_pipe, args=(there,), daemon=True)
+            p.start()
+            here.send(a)                         # the arena through a Pipe
+            x = here.recv()                      # an array back
+            assert a.offset_of(x) == 0 and int(x.sum()) == 7000
+            x[:] = 1
+            here.send("look")
+            assert here.recv() == 1000           # the child sees the parent's write
+            here.send("done"); p.join(30)
+            # A process that never had the arena: an array in a Queue maps it on arrival.
+            q_in, q_out = ctx.Queue(), ctx.Queue()
+            p = ctx.Process(target=workers.via_queue, args=(q_in, q_out), daemon=True)
+            p.start()
+            y = a.zeros(100, np.int64)
+            q_in.put(y)
+            total, z = q_out.get(timeout=60)
+            assert total == 250 and (y[::2] == 5).all() and (y[1::2] == 0).all()
+            assert a.offset_of(z) == a.offset_of(y) and z.strides == (16,)
+            q_in.put("done"); p.join(30)
+            # ... and an array as a Process argument (inherited descriptors at spawn).
+            p = ctx.Process(target=workers.sleep_holding, args=(y, there), daemon=True)
+            p.start()
+            assert here.recv() == 250
+            here.send("done"); p.join(30)
+            assert p.exitcode == 0
+            print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_a_holder_that_exits_and_one_that_is_killed(tmp_path):
+    out = run(tmp_path, """
+        import multiprocessing as mp, os, signal, time, numpy as np, arena, workers
+        from arena import ArenaOptions, Flags
+        if __name__ == '__main__':
+            ctx = mp.get_context("fork")
+            a = ArenaOptions(1 << 28).with_flags(Flags.SHARED).reserve()
+            shm = sorted(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else []
+            fds = len(os.listdir("/proc/self/fd"))
+            for how in ("exit", "kill", "kill-unreaped"):
+                here, there = ctx.Pipe()
+                p = ctx.Process(target=workers.hold, args=(a, 5, there), daemon=True)
+                p.start()
+                offsets = here.recv()
+                m = a.mark() if how == "exit" else None
+                try:
+                    a.reset()
+                except BufferError as exc:
+                    assert f"process {p.pid} holds 5 live view(s)" in str(exc), exc
+                else:
+                    raise AssertionError("reset with another process's views alive")
+                if how == "exit":
+                    here.send("go"); p.join(30)
+                    assert p.exitcode == 0       # it never dropped its arrays
+                else:
+                    os.kill(p.pid, signal.SIGKILL)
+                    if how == "kill":
+                        p.join(30)
+                    else:                        # a zombie: dead, but not yet reaped
+                        while open(f"/proc/{p.pid}/stat").read().split(")")[1].split()[0] != "Z":
+                            time.sleep(0.01)
+                a.reset()                        # its views count as gone
+                assert a.used == 0 and a.num_allocations == 0
+                x = a.full(100, 1, dtype=np.int64)
+                assert a.offset_of(x) == 0 and a.stats()["processes"] == 1
+                del x
+                p.join(30)
+                p.close(); here.close(); there.close()
+            a.reset(decommit=True)
+            assert a.committed == 0
+            after = sorted(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else []
+            assert after == shm and len(os.listdir("/proc/self/fd")) == fds
+            print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_processes_killed_at_any_instant_leave_the_arena_consistent(tmp_path):
+    out = run(tmp_path, """
+        import multiprocessing as mp, os, random, signal, time, numpy as np, arena, workers
+        from arena import ArenaOptions, Flags
+        if __name__ == '__main__':
+            ctx = mp.get_context("fork")
+            a = ArenaOptions(1 << 33).with_flags(Flags.SHARED).reserve()
+            keep = a.full(1 << 16, 42, dtype=np.int64)
+            rnd = random.Random(5)
+            for round_ in range(12):
+                pipes = [ctx.Pipe() for _ in range(3)]
+                ps = [ctx.Process(target=workers.churn, args=(a, t), daemon=True)
+                      for _, t in pipes]
+                for p in ps:
+                    p.start()
+                for h, _ in pipes:
+                    h.recv()
+                for p in ps:                     # at a random instant each
+                    time.sleep(rnd.random() * 0.03)
+                    os.kill(p.pid, signal.SIGKILL)
+                for p in ps:
+                    p.join(30)
+                    assert p.exitcode == -signal.SIGKILL
+                # The survivors go on: allocations do not overlap, nothing is held.
+                y = a.full(1000, round_, dtype=np.int64)
+                z = a.full(1000, -round_, dtype=np.int64)
+                assert a.offset_of(z) >= a.offset_of(y) + 8000
+                assert (keep == 42).all() and (y == round_).all()
+                m = a.mark(); t = a.zeros(5); del t; a.release(m)
+                del y, z
+            # Everything the dead held counts as gone: a full reset works, and a new batch of
+            # processes allocates from zero without overlap.
+            del keep
+            a.reset()
+            q = ctx.Queue()
+            ps = [ctx.Process(target=workers.hammer, args=(a, 500, s, q), daemon=True)
+                  for s in range(3)]
+            for p in ps:
+                p.start()
+            spans = sorted(s for _ in ps for s in q.get(timeout=60)[1])
+            for p in ps:
+                p.join(30)
+            assert spans[0][0] == 0
+            assert all(o0 + n0 <= o1 for (o0, n0), (o1, _) in zip(spans, spans[1:]))
+            print("ok", a.num_allocations)
+    """, timeout=600)
+    assert out.split() == ["ok", "1500"]
+
+
+@pytest.mark.slow
+def test_exhaustion_in_one_process_is_its_memoryerror_only(tmp_path):
+    out = run(tmp_path, """
+        import multiprocessing as mp, numpy as np, arena, workers
+        from arena import ArenaOptions, Flags
+        if __name__ == '__main__':
+            ctx = mp.get_context("fork")
+            a = ArenaOptions(4 << 20).with_flags(Flags.SHARED).reserve()
+            h1, t1 = ctx.Pipe(); h2, t2 = ctx.Pipe()
+            holder = ctx.Process(target=workers.hold, args=(a, 100, t1), daemon=True)
+            holder.start()
+            held = h1.recv()
+            filler = ctx.Process(target=workers.exhaust, args=(a, t2), daemon=True)
+            filler.start()
+            kind, n, intact = h2.recv()
+            assert kind == "ArenaFullError" and n > 900 and intact, (kind, n, intact)
+            assert a.available < 4096
+            # The holder's arrays are intact; the parent gets MemoryError too, nothing else.
+            for i, off in enumerate(held):
+                assert (a.view(off, 100, np.int64) == i).all()
+            try:
+                a.empty(1000)
+            except MemoryError:
+                pass
+            else:
+                raise AssertionError("allocated past the end")
+            x = a.empty(0)                       # what fits still works
+            h1.send("go"); h2.send("go")
+            holder.join(30); filler.join(30)
+            assert holder.exitcode == filler.exitcode == 0
+            del x
+            a.reset()
+            y = a.full(100_000, 1.0)
+            print("ok", a.offset_of(y))
+    """)
+    assert out.split() == ["ok", "0"]
+
+
+@pytest.mark.slow
+def test_release_waits_for_views_since_the_mark_in_any_process(tmp_path):
+    out = run(tmp_path, """
+        import os, numpy as np, arena
+        from arena import ArenaOptions, Flags
+        a = ArenaOptions(1 << 28).with_flags(Flags.SHARED).reserve()
+        before = a.full(10, 1.0)
+        m = a.mark()
+        r, w = os.pipe(); r2, w2 = os.pipe()
+        pid = os.fork()
+        if pid == 0:                             # holds an old view and a new one
+            x = a.full(10, 2.0)
+            os.write(w, b"1"); os.read(r2, 1)
+            del x                                # drops the new one, keeps ``before``
+            os.write(w, b"2"); os.read(r2, 1)
+            os._exit(0)
+        os.read(r, 1)
+        try:
+            a.release(m)
+        except BufferError as exc:
+            assert f"process {pid}" in str(exc), exc
+        else:
+            raise AssertionError("released under another process's view")
+        os.write(w2, b"x"); os.read(r, 1)
+        a.release(m)                             # ``before`` is below the mark
+        assert a.used == 80
+        os.write(w2, b"x"); os.waitpid(pid, 0)
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_fork_child_holds_the_views_it_inherited_and_close_is_local(tmp_path):
+    out = run(tmp_path, """
+        import os, numpy as np, arena
+        from arena import ArenaOptions, Flags
+        a = ArenaOptions(1 << 28).with_flags(Flags.SHARED).reserve()
+        x = a.full(10, 1.0)
+        r, w = os.pipe(); r2, w2 = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.read(r2, 1)
+            x[:] = 5                             # its inherited view still works...
+            del x
+            a.close()                            # ...and close() is this process's only
+            os.write(w, b"1"); os.read(r2, 1)
+            os._exit(0)
+        del x
+        try:
+            a.reset()
+        except BufferError as exc:
+            assert f"process {pid} holds 1 live view" in str(exc), exc
+        else:
+            raise AssertionError("reset under a forked child's inherited view")
+        os.write(w2, b"x"); os.read(r, 1)
+        a.reset()                                # the child dropped it and closed
+        y = a.full(10, 2.0)
+        assert (y == 2).all() and a.offset_of(y) == 0
+        os.write(w2, b"x"); os.waitpid(pid, 0)
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_numpy_allocator_blocks_of_another_process_hold_the_arena(tmp_path):
+    out = run(tmp_path, """
+        import os, numpy as np, arena
+        from arena import ArenaOptions, Flags
+        a = ArenaOptions(1 << 28).with_flags(Flags.SHARED).reserve()
+        r, w = os.pipe(); r2, w2 = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            with a.numpy_allocator():
+                t = np.ones(1 << 16)
+                u = np.ones(1 << 16) * 2         # blocks handed out from the shared bump
+            os.write(w, b"1"); os.read(r2, 1)
+            del t, u                             # the heap is empty: it holds nothing now
+            os.write(w, b"2"); os.read(r2, 1)
+            os._exit(0)
+        os.read(r, 1)
+        x = a.zeros(10)                          # after the child's blocks
+        assert a.offset_of(x) >= 2 * 8 * (1 << 16)
+        del x
+        try:
+            a.reset()
+        except BufferError:
+            pass
+        else:
+            raise AssertionError("reset under another process's NumPy arrays")
+        os.write(w2, b"x"); os.read(r, 1)
+        a.reset()
+        os.write(w2, b"x"); os.waitpid(pid, 0)
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [Flags.TRANSPARENT_HUGE_PAGES, Flags.POPULATE,
+                                   Flags.NO_CORE_DUMP, Flags.LOCKED,
+                                   Flags.POPULATE | Flags.NO_CORE_DUMP])
+def test_memory_policy_flags_in_every_process(tmp_path, flags):
+    out = run(tmp_path, f"""
+        import os, numpy as np, arena
+        from arena import ArenaOptions, Flags
+        from arena._system import mapping_stats
+        a = ArenaOptions(1 << 28).with_flags(Flags.SHARED | Flags({int(flags)})).reserve()
+        x = a.full(1 << 18, 1.0)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            y = a.full(1 << 18, 2.0)
+            st = mapping_stats(a.address, a.reserved)
+            ok = (y == 2).all() and (x == 1).all()
+            if Flags.NO_CORE_DUMP in a.options.flags:
+                ok = ok and "dd" in st["VmFlags"]
+            os.write(w, b"1" if ok else b"0")
+            os._exit(0)
+        assert os.read(r, 1) == b"1"
+        os.waitpid(pid, 0)
+        assert a.used == 2 * 8 * (1 << 18)
+        assert (a.view(8 << 18, 1 << 18) == 2).all()
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.root
+def test_hugetlb_shared_arena_across_processes(tmp_path):
+    if 2 * MiB not in arena.page_sizes():
+        pytest.skip("no 2 MiB hugetlb pages")
+    with hugetlb_pool(2 * MiB, 4):
+        out = run(tmp_path, """
+            import os, numpy as np, arena
+            from arena import ArenaOptions, Flags, PageSize
+            a = ArenaOptions(1 << 30).with_page_size(PageSize.SIZE_2M) \\
+                .with_flags(Flags.SHARED).reserve()
+            x = a.full(1 << 18, 1.0)             # one huge page
+            pid = os.fork()
+            if pid == 0:
+                y = a.full(1 << 18, 2.0)         # the next one, from the child
+                try:
+                    a.alloc(8 << 20)             # more than the pool has left
+                except MemoryError:
+                    os._exit(0 if (y == 2).all() else 2)
+                os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            assert os.WEXITSTATUS(status) == 0, status
+            assert (a.view(2 << 20, 1 << 18) == 2).all() and (x == 1).all()
+            del x
+            a.reset(decommit=True)
+            print("ok")
+        """)
+        assert out.strip() == "ok"
+
+
+@pytest.mark.slow
+@pytest.mark.rlimit
+def test_no_descriptor_mapping_or_file_left_over_many_pool_runs(tmp_path):
+    out = run(tmp_path, """
+        import gc, multiprocessing as mp, os, numpy as np, arena, workers
+        from concurrent.futures import ProcessPoolExecutor
+        from arena import ArenaOptions, Flags
+
+        def fd_count():
+            return len(os.listdir("/proc/self/fd"))
+
+        def map_count():
+            with open("/proc/self/maps") as f:
+                return sum(1 for _ in f)
+
+        def names():
+            return sorted(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else []
+
+        def one_run(a, method):
+            ctx = mp.get_context(method)
+            with ProcessPoolExecutor(2, mp_context=ctx, initializer=workers.init,
+                                     initargs=(a,)) as pool:
+                rs = list(pool.map(workers.stamp, range(8)))
+                assert [int(r[0]) for r in rs] == list(range(8))
+                list(pool.map(workers.inspect, rs))
+            del rs
+            a.reset()
+
+        if __name__ == '__main__':
+            a = ArenaOptions(1 << 30).with_flags(Flags.SHARED).reserve()
+            for method in ("fork", "spawn"):
+                one_run(a, method)               # warm: the forkserver-less machinery
+            gc.collect()
+            fds, maps, shm = fd_count(), map_count(), names()
+            for i in range(10):
+                one_run(a, ("fork", "spawn")[i % 2])
+            gc.collect()
+            assert fd_count() == fds, (fd_count(), fds)
+            assert map_count() <= maps + 2, (map_count(), maps)
+            assert names() == shm
+            a.close()
+            gc.collect()
+            assert fd_count() == fds - 2         # the data and control memfds
+            print("ok")
+    """, timeout=600)
+    assert out.strip() == "ok"
+
+
+def test_nothing_is_created_under_a_name():
+    def names():
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                found.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass  # the directory's own descriptor, gone by now
+        return found
+
+    before = names()
+    a = shared(1 << 24)
+    x = a.zeros(10)
+    new = names()
+    for name in before:
+        new.remove(name)
+    assert sorted(new) == ["/memfd:arena (deleted)", "/memfd:arena-control (deleted)"]
+    del x
+    a.close()
+    assert sorted(names()) == sorted(before)
+
+
+# -- a state machine with a second process -------------------------------------------------------
+
+def child_loop(conn, a):
+    """The second process: allocates, drops, receives and sends arrays, resets, on request
+    (each in a function of its own, so that no local variable keeps an array alive)."""
+    held = {}
+
+    def alloc(key, n, align, value):
+        x = a.empty(n, np.uint8, align=align)
+        x[:] = value
+        held[key] = x
+        return a.offset_of(x)
+
+    def take(key, x):
+        held[key] = x
+        return a.offset_of(x)
+
+    def check(values):
+        return [k for k, x in held.items() if not (x == values[k]).all()]
+
+    commands = {"alloc": alloc, "take": take, "give": held.__getitem__,
+                "drop": held.pop, "check": check, "reset": lambda: a.reset()}
+    while True:
+        cmd, *args = conn.recv()
+        if cmd == "exit":
+            held.clear()
+            conn.send(("ok", None))
+            return
+        try:
+            result = commands[cmd](*args)
+            conn.send(("ok", None if cmd == "drop" else result))
+        except Exception as exc:  # noqa: BLE001 - sent back to the machine, which judges it
+            conn.send((type(exc).__name__, str(exc)))
+        result = None
+
+
+class SharedMachine(RuleBasedStateMachine):
+    """A parent and a forked child on one shared arena, against a model of every live
+    allocation (who holds it, where, what bytes) and of the arena-wide bump."""
+
+    def __init__(self):
+        super().__init__()
+        import multiprocessing as mp
+        self.a = ArenaOptions(1 << 22).with_flags(Flags.SHARED).with_alignment(8).reserve()
+        self.conn, there = mp.Pipe()
+        self.child = mp.get_context("fork").Process(target=child_loop, args=(there, self.a))
+        self.child.start()
+        self.items = {}     # key -> [start, nbytes, value, holders: set of "P"/"C"]
+        self.mine = {}      # key -> the parent's array
+        self.used = self.nalloc = 0
+        self.marks = []     # (Mark, used, nalloc)
+        self.next = 0
+
+    def ask(self, *cmd):
+        self.conn.send(cmd)
+        status, value = self.conn.recv()
+        return status, value
+
+    def teardown(self):
+        self.mine.clear()
+        try:
+            self.ask("exit")
+        finally:
+            self.child.join(10)
+            self.conn.close()
+            try:
+                self.a.close()
+            except BufferError:
+                pass
+
+    def bump(self, n, align):
+        start = -(-self.used // align) * align
+        if start + n > self.a.reserved:
+            return None
+        self.used = start + n
+        self.nalloc += 1
+        return start
+
+    def live_above(self, floor):
+        return any(it[0] + max(it[1], 1) > floor and it[3] for it in self.items.values())
+
+    @rule(n=st.integers(0, 5000), align=st.sampled_from([1, 8, 64, 4096]),
+          who=st.sampled_from("PC"))
+    def allocate(self, n, align, who):
+        key, value = self.next, self.next % 251
+        self.next += 1
+        start = self.bump(n, align)
+        if who == "P":
+            if start is None:
+                with pytest.raises(MemoryError):
+                    self.a.empty(n, np.uint8, align=align)
+                return
+            x = self.a.empty(n, np.uint8, align=align)
+            x[:] = value
+            self.mine[key] = x
+            assert self.a.offset_of(x) == start
+        else:
+            status, off = self.ask("alloc", key, n, align, value)
+            if start is None:
+                assert status == "ArenaFullError"
+                return
+            assert status == "ok" and off == start, (status, off, start)
+        self.items[key] = [start, n, value, {who}]
+
+    @precondition(lambda self: self.items)
+    @rule(data=st.data())
+    def drop(self, data):
+        key = data.draw(st.sampled_from(sorted(self.items)))
+        it = self.items[key]
+        who = data.draw(st.sampled_from(sorted(it[3]))) if it[3] else None
+        if who == "P":
+            del self.mine[key]
+        elif who == "C":
+            assert self.ask("drop", key)[0] == "ok"
+        if who:
+            it[3].discard(who)
+
+    @precondition(lambda self: self.items)
+    @rule(data=st.data())
+    def send(self, data):
+        """An array through the pipe to the process that lacks it: the same bytes."""
+        key = data.draw(st.sampled_from(sorted(self.items)))
+        it = self.items[key]
+        if "P" in it[3] and "C" not in it[3]:
+            status, off = self.ask("take", key, self.mine[key])
+            assert status == "ok" and off == it[0]
+            it[3].add("C")
+        elif "C" in it[3] and "P" not in it[3]:
+            status, x = self.ask("give", key)
+            assert status == "ok" and self.a.offset_of(x) == it[0] and (x == it[2]).all()
+            self.mine[key] = x
+            it[3].add("P")
+
+    @rule(who=st.sampled_from("PC"))
+    def reset(self, who):
+        busy = self.live_above(0)
+        if who == "P":
+            if busy:
+                with pytest.raises(BufferError):
+                    self.a.reset()
+                return
+            self.a.reset()
+        else:
+            status, _ = self.ask("reset")
+            assert status == ("BufferError" if busy else "ok"), status
+            if busy:
+                return
+        self.items = {k: it for k, it in self.items.items() if it[3]}
+        assert not self.items
+        self.used = self.nalloc = 0
+        self.marks.clear()
+
+    @rule()
+    def mark(self):
+        self.marks.append((self.a.mark(), self.used, self.nalloc))
+
+    @precondition(lambda self: self.marks)
+    @rule()
+    def release(self):
+        m, used, nalloc = self.marks[-1]
+        if self.live_above(used):
+            with pytest.raises(BufferError):
+                self.a.release(m)
+            return
+        self.a.release(m)
+        self.marks.pop()
+        self.used, self.nalloc = min(self.used, used), min(self.nalloc, nalloc)
+
+    @invariant()
+    def agrees(self):
+        assert self.a.used == self.used and self.a.num_allocations == self.nalloc
+        for key, x in self.mine.items():
+            assert (x == self.items[key][2]).all(), f"the parent's array {key} changed"
+        held = {k: it[2] for k, it in self.items.items() if "C" in it[3]}
+        status, bad = self.ask("check", held)
+        assert status == "ok" and bad == [], bad
+        spans = sorted((it[0], it[0] + it[1]) for it in self.items.values() if it[3] and it[1])
+        assert all(e0 <= s1 for (_, e0), (s1, _) in zip(spans, spans[1:])), spans
+
+
+@pytest.mark.slow
+class TestSharedMachine(SharedMachine.TestCase):
+    settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
