@@ -37,6 +37,8 @@ from arena._atomic cimport (arena_cas, arena_fetch_add, arena_load, arena_max, a
                             arena_yield)
 from arena._mman cimport MAP_FIXED, MFD_CLOEXEC, PROT_NONE, PROT_READ, PROT_WRITE
 
+import time
+
 from ._errors import ArenaError
 
 cdef extern from "<fcntl.h>" nogil:
@@ -100,6 +102,10 @@ cdef uint64_t SEQ_MASK = ~ARENA_OFF_MASK
 cdef uint64_t FLOOR_NONE = ARENA_OFF_MASK  # a free that freed nothing (its swap failed)
 # Offsets live in 48 bits; x86-64 and arm64 user space is 47 or 48 bits wide anyway.
 MAX_SHARED_SIZE = 1 << 47
+# How long reset/release wait for another process's views to go before refusing (0.1 s in
+# all): a pool worker drops its result just after sending it, and the parent may already
+# have it and reset by then.
+GRACE = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.037)
 
 
 cdef struct LeaseNode:
@@ -713,6 +719,11 @@ cdef int _free_to(Arena a, _Shared sh, uint64_t floor, str what) except -1:
     cdef uint64_t w = arena_load(&c.word), g
     while True:
         holder = _holder_above(sh, floor)  # even with nothing to free: an empty view counts
+        for pause in GRACE if holder is not None else ():
+            time.sleep(pause)
+            holder = _holder_above(sh, floor)
+            if holder is None:
+                break
         if holder is not None:
             raise BufferError(f"cannot {what}: process {holder[0]} holds {holder[1]} live "
                               "view(s) of the shared arena's memory (a forked child holds "

@@ -56,9 +56,10 @@ from .._format import format_bytes, format_time
 
 # numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
 # freed 8 MiB blocks, and the other cases' allocations change that. The NEP 49 heap's cases
-# (bench_heap) come after it for the same reason.
+# (bench_heap) come after it for the same reason; the shared arena's (bench_shared), which
+# fork worker processes, come last.
 CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "step", "touch",
-         "reset", "alloc_raw")
+         "reset", "alloc_raw", "shared")
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -738,7 +739,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the cases ``args`` selects and print the table (or JSON); return the exit code."""
     plan_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[plan_name]
-    from . import bench_heap  # it builds on this module's timing and results
+    from . import bench_heap, bench_shared  # they build on this module's timing and results
     progress = Progress(sys.stderr, len(args.cases))
     results: list[Result] = []
     for case in args.cases:
@@ -755,6 +756,8 @@ def run(args: argparse.Namespace) -> int:
             rows = case_numpy_allocator(plan, progress)
         elif case in bench_heap.RUNNERS:
             rows = bench_heap.RUNNERS[case](plan, progress)
+        elif case in bench_shared.RUNNERS:
+            rows = bench_shared.RUNNERS[case](plan, progress)
         else:
             rows = case_alloc_raw(plan, progress)
         head = rows[0]

@@ -42,6 +42,69 @@ def _try_hugetlb(size: int) -> str | None:
     return out.stdout.strip() or None
 
 
+# One shared arena, two processes: the child's allocation must land after the parent's,
+# and an array sent through multiprocessing's pickler must arrive over the same memory.
+_PROBE_SHARED = """
+import os, sys, numpy as np, arena
+from multiprocessing.reduction import ForkingPickler
+opts = arena.ArenaOptions(1 << 30).with_flags(arena.Flags.SHARED){extra}
+a = opts.reserve()
+x = a.full(1000, 1.0)
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    y = a.full(1000, 2.0)
+    os.write(w, str(a.offset_of(y)).encode())
+    os._exit(0)
+child = int(os.read(r, 64))
+os.waitpid(pid, 0)
+z = ForkingPickler.loads(ForkingPickler.dumps(x))
+if child < a.offset_of(x) + x.nbytes or a.offset_of(z) != a.offset_of(x):
+    print("the processes' allocations overlap")
+"""
+
+
+def _try_shared(extra: str = "") -> str | None:
+    out = subprocess.run([sys.executable, "-c", _PROBE_SHARED.format(extra=extra)],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        return f"probe failed ({out.returncode}): {out.stderr.strip().splitlines()[-1:]}"
+    return out.stdout.strip() or None
+
+
+def _shmem_thp_mode() -> str | None:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/shmem_enabled") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.index("[") + 1:text.index("]")] if "[" in text else None
+
+
+def shared_report(info: dict) -> list[tuple[str, bool, str]]:
+    """Rows for arenas shared by several processes (Flags.SHARED without a file)."""
+    import multiprocessing
+    methods = ", ".join(multiprocessing.get_all_start_methods())
+    why = _try_shared()
+    rows = [("SHARED across processes", why is None,
+             why or f"one arena for many processes; start methods here: {methods}")]
+    shmem = _shmem_thp_mode()
+    rows.append(("SHARED + TRANSPARENT_HUGE_PAGES", shmem in ("always", "within_size",
+                                                             "advise", "force"),
+                 f"shmem THP mode is {shmem!r}" + (": shared arenas get base pages (the hint "
+                                                   "is accepted)" if shmem in ("never", "deny",
+                                                                                None) else "")))
+    for size, pool in info["hugetlb"].items():
+        name = f"SHARED + with_page_size({format_bytes(size, exact=True)})"
+        if pool["free"] == 0:
+            rows.append((name, False, "the pool is empty (see above)"))
+            continue
+        why = _try_shared(f".with_page_size({size})")
+        rows.append((name, why is None, why or "memfd hugetlb; an empty pool is a "
+                     "MemoryError in the process that allocates"))
+    return rows
+
+
 def flag_report() -> list[tuple[str, bool, str]]:
     """``[(name, works, note)]`` for each flag and hugetlb page size."""
     info = _system.system_info()
@@ -77,7 +140,7 @@ def flag_report() -> list[tuple[str, bool, str]]:
         rows.append((name, why is None,
                      why or f"{pool['free']} of {pool['total']} pages free; committing past "
                      "the pool raises MemoryError"))
-    return rows
+    return rows + shared_report(info)
 
 
 def render() -> str:
@@ -90,6 +153,7 @@ def render() -> str:
         ("default huge page", format_bytes(info["default_huge_page_size"], exact=True)
          if info["default_huge_page_size"] else "none"),
         ("transparent huge pages", info["thp_mode"] or "not available"),
+        ("shmem huge pages", _shmem_thp_mode() or "not available"),
         ("overcommit_memory", {0: "0 (heuristic)", 1: "1 (always)", 2: "2 (strict)"}.get(
             info["overcommit_memory"], str(info["overcommit_memory"]))),
         ("max_map_count", str(info["max_map_count"])),
