@@ -52,6 +52,7 @@ include "_numpy_handler.pxi"
 
 
 include "_arena.pxi"
+include "_growable.pxi"
 
 
 cdef class Arena:

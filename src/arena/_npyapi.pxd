@@ -20,3 +20,8 @@ cdef extern from "numpy/arrayobject.h":
         unsigned char version
         PyDataMemAllocator allocator
     object PyDataMem_SetHandler(object handler)
+
+cdef extern from "numpy/arrayobject.h":
+    # One Python value into one item's bytes, converting as ``arr[i] = value`` does.
+    # Takes the descriptor as a raw pointer (the Growable passes <void*>descr).
+    int PyArray_Pack(void* descr, void* item, object value) except -1

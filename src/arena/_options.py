@@ -503,6 +503,30 @@ class ArenaOptions:
         """
         return _arena_class()(self, Protection.READ_WRITE_EXECUTE)
 
+    def growable(self, dtype=float, item_shape=()):
+        """A :class:`Growable` on an arena made from these options: the reservation size,
+        huge pages, populate, and a file (with ``Flags.SHARED``) that stays a valid ``.npy``
+        of the items at every ``flush()`` and ``close()``. Reopening a ``.npy`` of the same
+        dtype and item shape appends after its items; another one raises ValueError.
+
+        Examples
+        --------
+        >>> import os, tempfile, numpy as np
+        >>> from arena import ArenaOptions, Flags
+        >>> path = os.path.join(tempfile.mkdtemp(), "log.npy")
+        >>> opts = ArenaOptions(1 << 30).with_file(path).with_flags(Flags.SHARED)
+        >>> with opts.growable(np.float32, item_shape=2) as g:
+        ...     g.extend([[1, 2], [3, 4]])
+        >>> with opts.growable(np.float32, item_shape=2) as g:   # appends
+        ...     g.append([5, 6])
+        >>> np.load(path)
+        array([[1., 2.],
+               [3., 4.],
+               [5., 6.]], dtype=float32)
+        """
+        from ._core import _growable_from_options
+        return _growable_from_options(self, dtype, item_shape)
+
 
 def _arena_class():
     from ._core import Arena
