@@ -33,7 +33,6 @@ The full run takes about 20 s on two cores (3 s of it building the Cython module
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import json
 import math
@@ -570,19 +569,27 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
     ]
 
 
-@functools.cache
+# The one build of this process: a list rather than functools.cache, whose wrapper's
+# signature mypy's stubtest cannot match with the function's.
+_consumer: list = []
+
+
 def consumer():
     """(module, "") with ``arena.cython_example`` built, once per process, or (None, why)
     when this machine cannot build it: Cython, a C compiler or the Python headers missing.
     Any other build failure is an error."""
+    if _consumer:
+        return _consumer[0]
     why = cython_example.missing_toolchain()
     if why is not None:
-        return None, why
+        _consumer.append((None, why))
+        return _consumer[0]
     folder = tempfile.mkdtemp(prefix="arena-bench-")
     try:
-        return cython_example.build(folder), ""
+        _consumer.append((cython_example.build(folder), ""))
     finally:  # the extension stays loaded after its file is gone
         shutil.rmtree(folder, ignore_errors=True)
+    return _consumer[0]
 
 
 ALLOC_RAW_TARGET = 2e-9  # seconds per call
