@@ -27,12 +27,13 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
     for name, case in cases.items():
         assert case["arena"]["label"] and case["peer"]["label"], name
         assert case["target_unit"] in ("ratio", "seconds"), name
+        unit = "bytes" if case["measure"] == "memory" else "seconds"
         if case["skipped"]:  # alloc_raw without Cython or a compiler
             assert name.startswith("alloc_raw") and case["note"].startswith("skipped: ")
-            assert case["arena"]["seconds"] is None and case["ratio"] is None
+            assert case["arena"][unit] is None and case["ratio"] is None
             assert case["met"] is None
             continue
-        arena, peer = case["arena"]["seconds"], case["peer"]["seconds"]
+        arena, peer = case["arena"][unit], case["peer"][unit]
         assert arena > 0 and peer > 0, name
         assert case["ratio"] == pytest.approx(arena / peer, rel=1e-12), name
         judged = arena if case["target_unit"] == "seconds" else case["ratio"]
@@ -41,7 +42,8 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
         else:
             assert case["met"] == (judged <= case["target"]), name
     assert {name: cases[name]["target"] for name in _bench.CASES if name != "numpy_allocator"} == {
-        "empty": 0.5, "step": 0.3, "touch": 0.25, "reset": 0.001, "alloc_raw": 2e-9}
+        "empty": 0.5, "step": 0.3, "touch": 0.25, "reset": 0.001, "alloc_raw": 2e-9,
+        "growable": 0.5}
     assert {name: cases[name]["target_unit"] for name in _bench.CASES}["alloc_raw"] == "seconds"
     assert {cases[name]["target_unit"] for name in _bench.CASES if name != "alloc_raw"} == {
         "ratio"}
@@ -136,10 +138,38 @@ def test_table_has_target_and_met_columns(capsys):
     assert main(["bench", "--smoke", "--cases", "empty,reset,alloc_raw"]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("case"))
-    assert header.split() == ["case", "per", "arena", "time", "peer", "time", "ratio",
+    assert header.split() == ["case", "per", "arena", "value", "peer", "value", "ratio",
                               "target", "met"]
     row = next(line for line in out.splitlines() if line.startswith("reset "))
     assert row.split()[-1] in ("yes", "no")
     assert "<= 0.001" in row
     row = next(line for line in out.splitlines() if line.startswith("alloc_raw "))
     assert "<= 2 ns" in row and row.split()[-1] in ("yes", "no", "skipped")
+
+
+def test_growable_rows(capsys):
+    doc, _ = run_json(capsys, "--cases", "growable")
+    rows = {c["case"]: c for c in doc["cases"]}
+    assert list(rows) == ["growable", "growable/rss", "growable/resize", "growable/np.append",
+                          "growable/append"]
+    assert {name: (r["target"], r["measure"]) for name, r in rows.items()} == {
+        "growable": (0.5, "time"), "growable/rss": (0.55, "memory"),
+        "growable/resize": (1.0, "time"), "growable/np.append": (1.0, "time"),
+        "growable/append": (3.0, "time")}
+    rss = rows["growable/rss"]
+    assert rss["per"] == "peak RSS" and "seconds" not in rss["arena"]
+    assert rss["arena"]["bytes"] > 0 and rss["peer"]["bytes"] > 0  # 1 MiB builds in children
+    assert rows["growable"]["arena"]["seconds"] == rows["growable/resize"]["arena"]["seconds"]
+    builds = rows["growable"]["extra"]["builds"]
+    assert len({b["checksum"] for k, b in builds.items() if k.endswith(" 1 MiB")}) == 1
+    assert main(["bench", "--smoke", "--cases", "growable"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("growable/rss "))
+    assert "MiB" in row and "<= 0.55" in row
+
+
+def test_growable_builds_agree():
+    from arena.tools.bench_growable import build
+    want = build("concatenate", 1 << 20, 1 << 14)
+    for kind in ("growable", "resize", "append"):
+        assert np.array_equal(build(kind, 1 << 20, 1 << 14), want), kind

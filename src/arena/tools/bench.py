@@ -1,7 +1,7 @@
 """``python -m arena bench``: the headline comparisons, arena against its peer, in one process.
 
-Six cases, each with a target for the ratio arena time / peer time (``alloc_raw``: for the
-time itself):
+Seven cases, each with a target for the ratio arena time / peer time (``alloc_raw``: for the
+time itself; ``growable``: for its rows, below):
 
 ===============  ===============================================  =====================  ======
 case             arena                                            peer                   target
@@ -15,6 +15,8 @@ numpy_allocator  ``y = np.sqrt(x * 2.0 + y) - np.abs(y - x)`` on  the same expre
                  8 MiB arrays inside ``a.numpy_allocator()``      NumPy's allocator
 alloc_raw        ``alloc_raw(64, 16)`` from a module that         ``np.empty(8)``        2 ns
                  cimports ``arena._core``                         (information only)     (time)
+growable         build 256 MiB from 64 KiB chunks with            list of chunks +       0.5
+                 ``Growable.extend``: time, and peak RSS          ``np.concatenate``     0.55
 ===============  ===============================================  =====================  ======
 
 ``numpy_allocator`` has a row for a plain (4 KiB page) arena and one for a
@@ -22,13 +24,16 @@ alloc_raw        ``alloc_raw(64, 16)`` from a module that         ``np.empty(8)`
 NumPy's own allocator gets (see :func:`case_numpy_allocator`), and each row's note gives
 the *compute floor*: the same ufuncs writing with ``out=`` into preallocated buffers, which
 no allocator can beat. ``alloc_raw`` is skipped, with a note, when Cython or a C compiler
-is missing; it also has a row for the inline ``nogil`` ``arena_bump``.
+is missing; it also has a row for the inline ``nogil`` ``arena_bump``. ``growable``
+(:mod:`arena.tools.bench_growable`) runs each build in a fresh process, for honest peak RSS,
+and adds rows against a doubling buffer with ``np.resize`` and ``np.append`` per chunk
+(target: faster, ratio < 1) and ``append`` of one float against ``list.append`` (<= 3).
 
 Times are best-of-N (the minimum is the run least disturbed by the rest of the machine,
 as :mod:`timeit` argues); arena and peer repeats alternate so that drift hits both. When
 pyarrow or cymem is installed, ``empty`` gains rows against them too, without targets.
-The full run takes about 20 s on two cores (3 s of it building the Cython module);
-``--quick`` about half of that.
+The full run takes about 40 s on two cores (3 s of it building the Cython module, 20 s the
+growable builds' processes); ``--quick`` about half of that.
 """
 from __future__ import annotations
 
@@ -55,7 +60,7 @@ from .._format import format_bytes, format_time
 
 # numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
 # freed 8 MiB blocks, and the other cases' allocations change that.
-CASES = ("numpy_allocator", "empty", "step", "touch", "reset", "alloc_raw")
+CASES = ("numpy_allocator", "empty", "step", "touch", "reset", "alloc_raw", "growable")
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -82,6 +87,12 @@ class Plan:
     expr_repeat: int
     raw_count: int
     raw_repeat: int
+    grow_bytes: int
+    grow_chunk: int
+    grow_append_bytes: int
+    grow_repeat: int
+    append_number: int
+    append_repeat: int
 
 
 FULL = Plan(empty_number=100_000, empty_repeat=7,
@@ -89,36 +100,44 @@ FULL = Plan(empty_number=100_000, empty_repeat=7,
             touch_bytes=512 * MiB, touch_repeat=9,
             reset_allocations=1_000_000, reset_repeat=5,
             expr_elements=MiB, expr_steps=20, expr_repeat=5,
-            raw_count=10_000_000, raw_repeat=7)
+            raw_count=10_000_000, raw_repeat=7,
+            grow_bytes=256 * MiB, grow_chunk=64 * KiB, grow_append_bytes=16 * MiB,
+            grow_repeat=5, append_number=1_000_000, append_repeat=7)
 QUICK = Plan(empty_number=50_000, empty_repeat=3,
              step_elements=MiB, step_number=10, step_repeat=3,
              touch_bytes=512 * MiB, touch_repeat=2,
              reset_allocations=1_000_000, reset_repeat=2,
              expr_elements=MiB, expr_steps=10, expr_repeat=3,
-             raw_count=10_000_000, raw_repeat=3)
+             raw_count=10_000_000, raw_repeat=3,
+             grow_bytes=256 * MiB, grow_chunk=64 * KiB, grow_append_bytes=16 * MiB,
+             grow_repeat=3, append_number=1_000_000, append_repeat=3)
 SMOKE = Plan(empty_number=2_000, empty_repeat=2,
              step_elements=16 * KiB, step_number=3, step_repeat=2,
              touch_bytes=8 * MiB, touch_repeat=1,
              reset_allocations=10_000, reset_repeat=2,
              expr_elements=16 * KiB, expr_steps=2, expr_repeat=2,
-             raw_count=10_000, raw_repeat=2)
+             raw_count=10_000, raw_repeat=2,
+             grow_bytes=MiB, grow_chunk=64 * KiB, grow_append_bytes=256 * KiB,
+             grow_repeat=1, append_number=10_000, append_repeat=2)
 
 
 @dataclass
 class Result:
     """One row of the table: the arena side, the peer side and how they compare.
 
-    ``target`` bounds the ratio (``target_unit == "ratio"``) or, where no peer makes a fair
-    ratio, the arena's time itself (``"seconds"``); ``met`` judges whichever it is. A
-    skipped row (``skipped``) has no times; its note says why. ``extra`` holds further
-    figures for ``--json`` (the note states them for the table).
+    ``arena_value`` and ``peer_value`` are seconds (per ``per``) when ``measure`` is
+    ``"time"``, peak bytes when it is ``"memory"``. ``target`` bounds the ratio
+    (``target_unit == "ratio"``) or, where no peer makes a fair ratio, the arena's time
+    itself (``"seconds"``); ``met`` judges whichever it is. A skipped row (``skipped``) has
+    no figures; its note says why. ``extra`` holds further figures for ``--json`` (the note
+    states them for the table).
     """
 
     case: str
     arena_label: str
-    arena_seconds: float
+    arena_value: float
     peer_label: str
-    peer_seconds: float
+    peer_value: float
     target: float | None
     repeats: int
     note: str = ""
@@ -126,24 +145,30 @@ class Result:
     target_unit: str = "ratio"
     skipped: bool = False
     extra: dict = field(default_factory=dict)
+    measure: str = "time"
 
     @property
     def ratio(self) -> float | None:
-        return None if self.skipped else self.arena_seconds / self.peer_seconds
+        return None if self.skipped else self.arena_value / self.peer_value
+
+    def fmt(self, value: float) -> str:
+        return format_bytes(int(value)) if self.measure == "memory" else format_time(value)
 
     @property
     def met(self) -> bool | None:
         if self.target is None or self.skipped:
             return None
-        value = self.arena_seconds if self.target_unit == "seconds" else self.ratio
+        value = self.arena_value if self.target_unit == "seconds" else self.ratio
         return value is not None and value <= self.target
 
     def as_dict(self) -> dict:
-        seconds = (lambda s: None if self.skipped else s)
+        value = (lambda s: None if self.skipped else s)
+        unit = "bytes" if self.measure == "memory" else "seconds"
         return {
             "case": self.case,
-            "arena": {"label": self.arena_label, "seconds": seconds(self.arena_seconds)},
-            "peer": {"label": self.peer_label, "seconds": seconds(self.peer_seconds)},
+            "arena": {"label": self.arena_label, unit: value(self.arena_value)},
+            "peer": {"label": self.peer_label, unit: value(self.peer_value)},
+            "measure": self.measure,
             "per": self.per,
             "ratio": self.ratio,
             "target": self.target,
@@ -659,7 +684,7 @@ def _huge_page_bytes(address: int, length: int) -> int:
 
 def render(results: list[Result], header: str) -> str:
     """The results as an aligned text table, followed by each row's note."""
-    rows = [("case", "per", "arena", "time", "peer", "time", "ratio", "target", "met")]
+    rows = [("case", "per", "arena", "value", "peer", "value", "ratio", "target", "met")]
     for r in results:
         if r.target is None:
             target = "-"
@@ -670,8 +695,7 @@ def render(results: list[Result], header: str) -> str:
         if r.skipped:
             times, met = ("-", "-", "-"), "skipped"
         else:
-            times = (format_time(r.arena_seconds), format_time(r.peer_seconds),
-                     _fmt_ratio(r.ratio))
+            times = (r.fmt(r.arena_value), r.fmt(r.peer_value), _fmt_ratio(r.ratio))
             met = "-" if r.met is None else ("yes" if r.met else "no")
         rows.append((r.case, r.per, r.arena_label, times[0], r.peer_label, times[1], times[2],
                      target, met))
@@ -685,9 +709,9 @@ def render(results: list[Result], header: str) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append("time: best of the repeats, per the unit in 'per'; ratio: arena time / "
-                 "peer time; met: ratio <= target (arena time <= target where the target "
-                 "is a time)")
+    lines.append("value: the best time of the repeats, per the unit in 'per' (a peak RSS "
+                 "where 'per' says so); ratio: arena / peer; met: ratio <= target (arena "
+                 "time <= target where the target is a time)")
     for r in results:
         if r.note:
             lines.append(f"{r.case}: {r.note}")
@@ -752,14 +776,17 @@ def run(args: argparse.Namespace) -> int:
             rows = case_reset(plan, progress)
         elif case == "numpy_allocator":
             rows = case_numpy_allocator(plan, progress)
-        else:
+        elif case == "alloc_raw":
             rows = case_alloc_raw(plan, progress)
+        else:
+            from .bench_growable import case_growable  # it imports Result from here
+            rows = case_growable(plan, progress)
         head = rows[0]
         if head.skipped:
             progress.done(head.note)
         else:
-            progress.done(f"arena {format_time(head.arena_seconds)}, peer "
-                          f"{format_time(head.peer_seconds)}, ratio {_fmt_ratio(head.ratio)}")
+            progress.done(f"arena {head.fmt(head.arena_value)}, peer "
+                          f"{head.fmt(head.peer_value)}, ratio {_fmt_ratio(head.ratio)}")
         results.extend(rows)
     env = _environment(plan_name)
     if args.json:
