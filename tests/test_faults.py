@@ -187,7 +187,7 @@ def test_hugetlb_pool_exhausted_mid_commit():
             refused('hugetlb-commit', lambda: a.commit(1), a)
             def numpy_call():
                 with a.numpy_allocator():
-                    np.ones(10)
+                    np.ones(1024)  # 8 KiB: the arena's heap, not NumPy's small-block allocator
             refused('hugetlb-numpy-handler', numpy_call, a)
             s = opts.with_flags(Flags.SHARED).with_commit_step(8 << 20).reserve()
             refused('hugetlb-shared', lambda: s.alloc(1), s)
@@ -297,7 +297,7 @@ def test_map_count_exhausted_gives_memoryerror_never_a_crash(tmp_path):
         refused('maps-commit-explicit', lambda: a.commit(1), a)
         def numpy_call():
             with a.numpy_allocator():
-                np.ones(10)
+                np.ones(1024)  # 8 KiB: the arena's heap, not NumPy's small-block allocator
         refused('maps-numpy-handler', numpy_call, a)
         # Decommitting part of a committed range at the limit: never a crash; the arena
         # stays consistent (what it keeps stays readable).

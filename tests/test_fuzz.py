@@ -258,9 +258,11 @@ class FuzzMachine(RuleBasedStateMachine):
                 step=st.sampled_from([PAGE, 4 * PAGE, 16 * PAGE]),
                 align=st.sampled_from([8, 64, 512]), jit=st.booleans(),
                 flags=st.sets(st.sampled_from([Flags.POPULATE, Flags.NO_CORE_DUMP,
-                                               Flags.NO_RESERVE, Flags.RANDOM_ACCESS])))
-    def start(self, size, step, align, jit, flags):
-        opts = ArenaOptions(size).with_commit_step(step).with_alignment(align)
+                                               Flags.NO_RESERVE, Flags.RANDOM_ACCESS])),
+                small=st.sampled_from([0, 1024]), purge=st.sampled_from([None, 0.0]))
+    def start(self, size, step, align, jit, flags, small, purge):
+        opts = (ArenaOptions(size).with_commit_step(step).with_alignment(align)
+                .with_small_threshold(small).with_purge_delay(purge))
         for f in flags:
             opts = opts.with_flags(f)
         if jit:
@@ -269,6 +271,7 @@ class FuzzMachine(RuleBasedStateMachine):
         self.other = Arena(1 << 16)
         self.foreign = self.other.zeros(4)
         self.reserved, self.step, self.align, self.jit = size, step, align, jit
+        self.small = small
         self.used = self.nalloc = self.committed = self.hw = 0
         self.prot = R | W
         self.levels = [(None, 0, 0)]  # (Mark, start, nalloc at the mark)
@@ -322,76 +325,45 @@ class FuzzMachine(RuleBasedStateMachine):
         self.nalloc += 1
         return start
 
-    def m_block_alloc(self, size, key):
-        if not self.rw() or size > self.reserved:
-            raise Refused(MemoryError)
+    def m_block_room(self, size):
+        """Whether NumPy's request of ``size`` bytes may fail: where the arena is not writable
+        or the block would not fit on top (a free block might still serve it)."""
         need = round_up(max(size, 1), 64)
-        best = None
-        for i, b in enumerate(self.blocks):
-            if b.key is None and b.size >= need and b.start >= self.view_end and \
-                    (best is None or b.size < self.blocks[best].size):
-                best = i
-        if best is not None:
-            b = self.blocks[best]
-            if b.size - need >= 65536:
-                self.blocks.insert(best + 1, Block(b.start + need, b.size - need, None))
-                b.size = need
-            b.key = key
-            return b.start
-        start = round_up(self.used, 64)
-        if start > self.reserved or need > self.reserved - start:
-            raise Refused(MemoryError)
-        self.m_commit(start + need)
-        self.used = start + need
-        self.hw = max(self.hw, self.used)
+        return not self.rw() or round_up(self.used, 64) + need > self.reserved
+
+    def m_block_add(self, y, key):
+        """A block the heap placed where it chose: check what must hold of it, then follow
+        the arena's bump pointer (the heap's placement is its own, not the model's)."""
+        start = addr(y) - self.a.address
+        need = round_up(max(y.nbytes, 1), 64)
+        assert start % 64 == 0 and 0 <= start and start + need <= self.a.used
         self.blocks.append(Block(start, need, key))
+        self.m_follow_heap(grew=True)
         return start
 
     def m_block_free(self, key):
-        i = next(i for i, b in enumerate(self.blocks) if b.key == key)
-        self.blocks[i].key = None
-        nxt = self.blocks[i + 1] if i + 1 < len(self.blocks) else None
-        if nxt is not None and nxt.key is None and self.blocks[i].end == nxt.start:
-            self.blocks[i].size += nxt.size
-            del self.blocks[i + 1]
-        prv = self.blocks[i - 1] if i > 0 else None
-        if prv is not None and prv.key is None and prv.end == self.blocks[i].start:
-            prv.size += self.blocks[i].size
-            del self.blocks[i]
-        floor = max(self.levels[-1][1], self.view_end)
-        while self.blocks and self.blocks[-1].key is None and \
-                self.blocks[-1].start >= floor and self.blocks[-1].end == self.used:
-            self.used = self.blocks.pop().start
+        self.blocks = [b for b in self.blocks if b.key != key]
+        self.m_follow_heap(grew=False)
 
-    def m_block_realloc(self, key, size):
-        """Predict ``ndarray.resize`` of a handler array; returns its new start."""
-        if size > self.reserved:
-            raise Refused(MemoryError)
-        i = next(i for i, b in enumerate(self.blocks) if b.key == key)
-        b = self.blocks[i]
-        need = round_up(max(size, 1), 64)
-        if need <= b.size:
-            return b.start
-        if i == len(self.blocks) - 1 and b.end == self.used and b.start + need <= self.reserved:
-            if not self.rw():
-                raise Refused(MemoryError)
-            self.m_commit(b.start + need)
-            b.size = need
-            self.used = b.start + need
-            self.hw = max(self.hw, self.used)
-            return b.start
-        tmp = object()
-        start = self.m_block_alloc(size, tmp)
-        self.m_block_free(key)
-        next(bl for bl in self.blocks if bl.key is tmp).key = key
-        return start
+    def m_follow_heap(self, grew):
+        """The heap moves the bump pointer only up when it takes fresh memory (``grew``), only
+        down when a freed block goes back to it, and never below the newest mark, a view() or a live
+        allocation; the model then takes the arena's numbers."""
+        a = self.a
+        used = a.used
+        if grew is not None:
+            assert (used >= self.used) if grew else (used <= self.used), (used, self.used, grew)
+        floor = max([self.levels[-1][1], self.view_end] +
+                    [b.end for b in self.blocks] +
+                    [it.start + it.nbytes for it in self.items.values()
+                     if it.kind != "block" and it.nbytes])
+        assert used >= min(floor, self.used), (used, floor)
+        assert used <= a.committed <= self.reserved and a.committed % PAGE == 0
+        assert a.high_water >= max(used, self.hw)
+        self.used, self.committed, self.hw = used, a.committed, a.high_water
 
     def m_drop_blocks_from(self, offset):
-        while self.blocks and self.blocks[-1].start >= offset:
-            self.blocks.pop()
-        if self.blocks and self.blocks[-1].end > offset:
-            assert self.blocks[-1].key is None
-            self.blocks[-1].size = offset - self.blocks[-1].start
+        assert all(b.end <= offset for b in self.blocks)  # else the release had refused
 
     def snapshot(self):
         return (self.a.used, self.a.committed, self.a.high_water, self.a.num_allocations,
@@ -718,6 +690,8 @@ class FuzzMachine(RuleBasedStateMachine):
     def numpy_allocator(self, ops):
         STEPS[0] += 1
         a = self.a
+        if not self.rw():  # refused at the door, with the reason
+            return self.expect_refusal(lambda: a.numpy_allocator().__enter__(), ValueError)
         made = []
         with a.numpy_allocator() as same:  # only allocations in here: any other NumPy call
             assert same is a                # would allocate its temporaries from the arena
@@ -729,23 +703,28 @@ class FuzzMachine(RuleBasedStateMachine):
                 else:
                     kind, src = ("zeros" if kind == "copy" else kind), None
                     make, size = (lambda: getattr(np, kind)(n, dtype)), n * dtype.itemsize
-                key = self.next_key
-                blocks = [Block(b.start, b.size, b.key) for b in self.blocks]
-                saved = (self.used, self.committed, self.hw)
-                try:
-                    start = self.m_block_alloc(size, key)
-                except Refused:
-                    self.blocks = blocks
-                    self.used, self.committed, self.hw = saved
-                    self.expect_refusal(make, MemoryError)
+                if size < self.small:  # NumPy's own allocator serves it
+                    y = make()
+                    assert not (a.address <= addr(y) < a.address + self.reserved)
+                    made.append((y, None, kind, src, raw(addr(y), y.nbytes)))
                     continue
-                y = make()
+                if self.m_block_room(size):
+                    try:
+                        y = make()
+                    except MemoryError:
+                        assert self.snapshot()[:4] == (self.used, self.committed, self.hw,
+                                                      self.nalloc)
+                        continue
+                else:
+                    y = make()
                 fresh = raw(addr(y), y.nbytes)
+                key = self.next_key
+                start = self.m_block_add(y, key)
                 assert self.add("block", y, start, y.nbytes, None, True, True) == key
                 made.append((y, start, kind, src, fresh))
                 del y
         for y, start, kind, src, fresh in made:
-            assert addr(y) == a.address + start and y.flags.owndata
+            assert y.flags.owndata and (start is None or addr(y) == a.address + start)
             if kind == "zeros":
                 assert not fresh.strip(b"\0")
             elif kind == "copy":
@@ -764,26 +743,28 @@ class FuzzMachine(RuleBasedStateMachine):
         it = self.items[key]
         x = it.objs[0]
         size = n * x.itemsize
-        blocks = [Block(b.start, b.size, b.key) for b in self.blocks]
-        saved = (self.used, self.committed, self.hw)
-        try:
-            start = self.m_block_realloc(key, size)
-        except Refused:
-            self.blocks = blocks
-            self.used, self.committed, self.hw = saved
-            return self.expect_refusal(lambda: x.resize(n, refcheck=False), MemoryError)
         old = it.snap
-        x.resize(n, refcheck=False)
-        assert addr(x) == self.a.address + start and x.nbytes == size
+        before = self.snapshot()
+        try:
+            x.resize(n, refcheck=False)
+        except MemoryError:  # only when no room is left on top, and then nothing changed
+            assert size > self.reserved or self.m_block_room(size)
+            assert self.snapshot() == before
+            return
+        self.blocks = [b for b in self.blocks if b.key != key]
+        start = addr(x) - self.a.address
+        need = round_up(max(size, 1), 64)
+        assert start % 64 == 0 and x.nbytes == size and start + need <= self.a.used
+        self.blocks.append(Block(start, need, key))
+        self.m_follow_heap(grew=None)  # grown on top, moved (up, then the old freed), shrunk
         it.start, it.nbytes = start, size
         it.snap = raw(addr(x), size)
         keep = min(len(old), size)
         assert it.snap[:keep] == old[:keep] and not it.snap[keep:].strip(b"\0")
         # NumPy zero-fills the grown tail in place: a.view()s of the block's own bytes (its
         # aliases, legitimately) see that; nothing else may.
-        b = next(b for b in self.blocks if b.key == key)
         for v in self.items.values():
-            if v.kind == "view" and v.start < b.end and b.start < v.start + v.nbytes:
+            if v.kind == "view" and v.start < start + need and start < v.start + v.nbytes:
                 v.snap = raw(self.a.address + v.start, v.nbytes)
 
     # -- bad arguments -----------------------------------------------------------------------------------

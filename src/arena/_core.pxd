@@ -65,6 +65,7 @@ cdef class Arena:
     cdef Mapping* map               # region.m
     cdef Heap heap                  # NumPy's blocks (_heap.pxi)
     cdef list frames_rw, frames_ro  # one _Frame per mark level (_frames.pxi)
+    cdef size_t level_start         # where the newest mark level starts
     cdef Py_ssize_t next_serial
     cdef size_t view_end            # end of the furthest view() since a reset/release below it
     cdef size_t high_water_before   # high water before the last decommit

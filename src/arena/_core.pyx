@@ -106,6 +106,7 @@ cdef class Arena:
         self.map = &self.region.m
         mapping_reserve(self.map, options, prot)
         self.base = self.map.base
+        heap_init(self, options)
         _push_frame(self, 0)
         if self.map.file_backed:
             _adopt_file_contents(self)
@@ -123,9 +124,19 @@ cdef class Arena:
         ``with a.numpy_allocator():`` makes NumPy allocate array data from this arena in
         the current thread and context (NEP 49). Those arrays count as views: reset,
         release, close and protection changes refuse while they live, and they stay valid
-        after the block. Memory NumPy frees is reused (best fit, and popped off the top in
-        stack order), so a loop that makes and drops temporaries stays in bounded memory.
-        An arena that runs out raises MemoryError from the NumPy call that asked.
+        after the block. The arena runs a real heap for them: blocks freed in any order are
+        reused (good fit, merged with free neighbours, given back to the bump pointer when
+        on top) at a cost that does not grow with the number of live arrays; ``realloc``
+        of the top block grows in place. Requests below ``options.small_threshold`` bytes
+        (1 KiB by default) go to NumPy's own allocator, which is fastest for tiny arrays.
+        Memory freed and not reused for ``options.purge_delay`` seconds is given back to
+        the OS (see :meth:`purge`). An arena that runs out raises MemoryError from the
+        NumPy call that asked; a closed or not read/write arena refuses to enter.
+
+        Arrays that outlive the block keep the arena in use: a NumPy submodule imported
+        for the first time inside the block may keep large module-level arrays for the
+        life of the process (small ones go to NumPy's allocator). Import such modules
+        before entering the block.
 
         Examples
         --------
@@ -140,11 +151,37 @@ cdef class Arena:
         >>> a.used
         0
         """
-        _check_open(self)
+        _check_numpy_allocatable(self)
         return NumpyAllocator(self)
 
+    def purge(self):
+        """purge()
+
+        Give back to the OS now every whole page the arena holds committed but does not
+        use: above the bump pointer, and inside blocks NumPy freed (``numpy_allocator``).
+        ``committed`` and the mapping stay; RSS drops, and the pages read as zeros when
+        next touched (a file-backed arena's read as the file). Inside
+        ``numpy_allocator()`` this also happens on its own for memory left unused longer
+        than ``options.purge_delay``. Hugetlb and locked arenas keep their pages.
+
+        Examples
+        --------
+        >>> import numpy as np, arena
+        >>> a = arena.Arena(1 << 30)
+        >>> with a.numpy_allocator():
+        ...     big = np.ones(1 << 22)    # 32 MiB from the arena
+        >>> del big                       # on top: back to the bump pointer
+        >>> a.purge()                     # and its pages back to the OS
+        >>> a.used, a.committed >= 32 << 20
+        (0, True)
+        """
+        _check_open(self)
+        if _purgeable(self):
+            heap_purge(self, True, 0)
+            heap_purge_above(self)
+
     def __dealloc__(self):
-        free(self.heap.blocks)
+        heap_dealloc(&self.heap)
 
     # -- sub-allocations ---------------------------------------------------------------------
 
@@ -426,7 +463,7 @@ cdef class Arena:
         self.nused = f.start
         self.view_end = min(self.view_end, f.start)
         self.nalloc = f.nalloc_start
-        heap_drop_from(&self.heap, f.start)
+        heap_drop_from(self, f.start)
         _drop_levels_from(self, level)
 
     def scope(self):
@@ -474,7 +511,7 @@ cdef class Arena:
         self.nused = 0
         self.view_end = 0
         self.nalloc = 0
-        heap_drop_from(&self.heap, 0)
+        heap_drop_from(self, 0)
         _drop_levels_from(self, 0)
         _push_frame(self, 0)
         if decommit:

@@ -83,6 +83,7 @@ cdef int _push_frame(Arena a, size_t start) except -1:
     a.next_serial += 1
     a.frames_rw.append(f)
     a.frames_ro.append(None)
+    a.level_start = start
     return 0
 
 
@@ -123,4 +124,6 @@ cdef int _drop_levels_from(Arena a, Py_ssize_t level) except -1:
     """Forget mark levels ``level`` and up (their memory is free again)."""
     del a.frames_rw[level:]
     del a.frames_ro[level:]
+    if level:
+        a.level_start = (<_Frame>a.frames_rw[level - 1]).start
     return 0

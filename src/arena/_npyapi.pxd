@@ -1,5 +1,6 @@
 # NumPy C API that numpy's own __init__.pxd leaves out: array construction over foreign
 # memory, and the NEP 49 data allocation handler.
+from cpython.ref cimport PyObject
 from numpy cimport npy_intp, ndarray
 
 cdef extern from "numpy/arrayobject.h":
@@ -8,18 +9,21 @@ cdef extern from "numpy/arrayobject.h":
                                 npy_intp* strides, void* data, int flags, void* obj)
     int PyArray_SetBaseObject(ndarray arr, object base) except -1  # steals ``base``
 
-    # NEP 49: NumPy's data allocation handler, a PyCapsule named "mem_handler".
+    # NEP 49: NumPy's data allocation handler, a PyCapsule named "mem_handler". NumPy calls
+    # it with the GIL held (it raises Python errors and warnings on those paths), so the
+    # callbacks are declared to hold it.
     ctypedef struct PyDataMemAllocator:
         void* ctx
-        void* (*malloc)(void* ctx, size_t size) noexcept nogil
-        void* (*calloc)(void* ctx, size_t nelem, size_t elsize) noexcept nogil
-        void* (*realloc)(void* ctx, void* ptr, size_t new_size) noexcept nogil
-        void (*free)(void* ctx, void* ptr, size_t size) noexcept nogil
+        void* (*malloc)(void* ctx, size_t size) noexcept
+        void* (*calloc)(void* ctx, size_t nelem, size_t elsize) noexcept
+        void* (*realloc)(void* ctx, void* ptr, size_t new_size) noexcept
+        void (*free)(void* ctx, void* ptr, size_t size) noexcept
     ctypedef struct PyDataMem_Handler:
         char name[127]
         unsigned char version
         PyDataMemAllocator allocator
     object PyDataMem_SetHandler(object handler)
+    PyObject* PyDataMem_DefaultHandler  # NumPy's own handler (malloc with its bucket cache)
 
 cdef extern from "numpy/arrayobject.h":
     # One Python value into one item's bytes, converting as ``arr[i] = value`` does.

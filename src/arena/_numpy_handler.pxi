@@ -1,62 +1,167 @@
 # NEP 49 handler: NumPy's array data comes from an arena inside ``with a.numpy_allocator():``.
+#
+# The callbacks are C, and run with the GIL that NumPy holds when it allocates or frees array
+# data (it raises Python errors and warnings on those very paths); the GIL guards the arena's
+# state. Requests below the arena's small threshold go straight to NumPy's own handler
+# (malloc with its bucket cache: nothing is faster for tiny arrays), the rest to the heap;
+# ``free`` and ``realloc`` tell the two apart by address, and a small block NumPy grows past
+# the threshold moves into the arena. Every SMALL_CHECK (64) small requests,
+# a pending purge gets its chance to run, so that memory is given back even when the only
+# NumPy calls left are small ones.
+#
 # The capsule's context holds a strong reference to the arena, and NumPy keeps the capsule
 # alive for as long as any array it allocated lives, so the arena outlives its blocks.
-# Callbacks run with the GIL: NumPy allocates array data with it held, and the arena's
-# bookkeeping is Python-level state. Included by _core.pyx.
+# Included by _core.pyx.
 
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
-from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport uintptr_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
-from arena._npyapi cimport PyDataMem_Handler, PyDataMem_SetHandler
+from arena._npyapi cimport (PyDataMem_DefaultHandler, PyDataMem_Handler, PyDataMemAllocator,
+                            PyDataMem_SetHandler)
 from arena._overflow cimport arena_mul_overflow
 
+cdef enum:
+    SMALL_CHECK = 64
 
-cdef void* _handler_malloc(void* ctx, size_t size) noexcept with gil:
+ctypedef struct HandlerCtx:
+    PyObject* arena             # a strong reference
+    Heap* heap                  # &arena.heap
+    char** base                 # &arena.base: NULL once the arena is closed
+    size_t reserved
+    size_t small                # requests below this go to NumPy's own handler
+    unsigned int countdown      # small requests until the next look at pending purges
+    PyDataMemAllocator* numpy   # NumPy's own handler
+
+
+cdef inline bint _ours(HandlerCtx* c, void* ptr) noexcept nogil:
+    return c.base[0] != NULL and <char*>ptr >= c.base[0] and <char*>ptr < c.base[0] + c.reserved
+
+
+cdef inline void _small_request(HandlerCtx* c) noexcept:
+    c.countdown -= 1
+    if c.countdown == 0:
+        c.countdown = SMALL_CHECK
+        if heap_purge_pending(c.heap):
+            heap_tick(<Arena>c.arena)
+
+
+# A small block from NumPy's allocator carries its size in a header of SMALL_HEADER bytes
+# (keeping malloc's 16-byte alignment): when NumPy grows it past the threshold (np.fromiter,
+# ndarray.resize start small), realloc moves it into the arena and must know what to copy.
+cdef enum:
+    SMALL_HEADER = 16
+
+
+cdef inline void* _small_malloc(HandlerCtx* c, size_t size, bint zero) noexcept:
+    cdef char* p
+    _small_request(c)
+    if zero:
+        p = <char*>c.numpy.calloc(c.numpy.ctx, 1, size + SMALL_HEADER)
+    else:
+        p = <char*>c.numpy.malloc(c.numpy.ctx, size + SMALL_HEADER)
+    if p == NULL:
+        return NULL
+    (<size_t*>p)[0] = size
+    return p + SMALL_HEADER
+
+
+cdef inline void _small_free(HandlerCtx* c, void* ptr) noexcept:
+    cdef char* p = <char*>ptr - SMALL_HEADER
+    c.numpy.free(c.numpy.ctx, p, (<size_t*>p)[0] + SMALL_HEADER)
+
+
+cdef void* _handler_malloc(void* ctx, size_t size) noexcept:
+    cdef HandlerCtx* c = <HandlerCtx*>ctx
+    if size < c.small:
+        return _small_malloc(c, size, False)
     try:
-        return heap_alloc(<Arena>ctx, size, False)
+        return heap_alloc(<Arena>c.arena, size, False)
     except BaseException:  # NumPy turns NULL into its own MemoryError
         return NULL
 
 
-cdef void* _handler_calloc(void* ctx, size_t nelem, size_t elsize) noexcept with gil:
+cdef void* _handler_calloc(void* ctx, size_t nelem, size_t elsize) noexcept:
+    cdef HandlerCtx* c = <HandlerCtx*>ctx
     cdef size_t size
     if arena_mul_overflow(nelem, elsize, &size):
         return NULL
+    if size < c.small:
+        return _small_malloc(c, size, True)
     try:
-        return heap_alloc(<Arena>ctx, size, True)
+        return heap_alloc(<Arena>c.arena, size, True)
     except BaseException:
         return NULL
 
 
-cdef void* _handler_realloc(void* ctx, void* ptr, size_t size) noexcept with gil:
-    try:
-        return heap_realloc(<Arena>ctx, ptr, size)
-    except BaseException:
-        return NULL
+cdef void* _handler_realloc(void* ctx, void* ptr, size_t size) noexcept:
+    cdef HandlerCtx* c = <HandlerCtx*>ctx
+    cdef char* p
+    cdef void* q
+    cdef size_t old
+    if ptr == NULL:
+        return _handler_malloc(ctx, size)
+    if _ours(c, ptr):
+        try:
+            return heap_realloc(<Arena>c.arena, ptr, size)
+        except BaseException:
+            return NULL
+    p = <char*>ptr - SMALL_HEADER
+    old = (<size_t*>p)[0]
+    if size < c.small:  # stays small
+        p = <char*>c.numpy.realloc(c.numpy.ctx, p, size + SMALL_HEADER)
+        if p == NULL:
+            return NULL
+        (<size_t*>p)[0] = size
+        return p + SMALL_HEADER
+    q = _handler_malloc(ctx, size)  # grown past the threshold: into the arena
+    if q != NULL:
+        memcpy(q, ptr, old)
+        _small_free(c, ptr)
+    return q
 
 
-cdef void _handler_free(void* ctx, void* ptr, size_t size) noexcept with gil:
-    heap_free(<Arena>ctx, ptr)
+cdef void _handler_free(void* ctx, void* ptr, size_t size) noexcept:
+    cdef HandlerCtx* c = <HandlerCtx*>ctx
+    if _ours(c, ptr):
+        heap_free(<Arena>c.arena, ptr)
+    elif ptr != NULL:
+        _small_free(c, ptr)
 
 
 cdef void _handler_destroy(object capsule) noexcept:
     cdef PyDataMem_Handler* handler = <PyDataMem_Handler*>PyCapsule_GetPointer(
         capsule, "mem_handler")
+    cdef HandlerCtx* c
     if handler != NULL:
-        Py_DECREF(<object>handler.allocator.ctx)
+        c = <HandlerCtx*>handler.allocator.ctx
+        Py_DECREF(<object>c.arena)
+        free(c)
         free(handler)
 
 
 cdef object _handler_capsule(Arena arena):
+    cdef PyDataMem_Handler* numpy = <PyDataMem_Handler*>PyCapsule_GetPointer(
+        <object>PyDataMem_DefaultHandler, "mem_handler")
     cdef PyDataMem_Handler* handler = <PyDataMem_Handler*>malloc(sizeof(PyDataMem_Handler))
-    if handler == NULL:
+    cdef HandlerCtx* c = <HandlerCtx*>malloc(sizeof(HandlerCtx))
+    if handler == NULL or c == NULL:
+        free(handler)
+        free(c)
         raise MemoryError()
+    c.arena = <PyObject*>arena
+    c.heap = &arena.heap
+    c.countdown = SMALL_CHECK
+    c.base = &arena.base
+    c.reserved = arena.map.reserved
+    c.small = arena.heap.small
+    c.numpy = &numpy.allocator
     snprintf(handler.name, sizeof(handler.name), b"arena_%zx", <size_t><uintptr_t><void*>arena)
     handler.version = 1
-    handler.allocator.ctx = <void*>arena
+    handler.allocator.ctx = c
     handler.allocator.malloc = _handler_malloc
     handler.allocator.calloc = _handler_calloc
     handler.allocator.realloc = _handler_realloc
@@ -66,6 +171,7 @@ cdef object _handler_capsule(Arena arena):
         return PyCapsule_New(handler, "mem_handler", _handler_destroy)
     except BaseException:
         Py_DECREF(arena)
+        free(c)
         free(handler)
         raise
 
@@ -78,11 +184,20 @@ class NumpyAllocator:
         self._saved = []
 
     def __enter__(self):
-        if self._arena.closed:
-            raise ValueError("the arena is closed")
+        _check_numpy_allocatable(self._arena)
         self._saved.append(PyDataMem_SetHandler(_handler_capsule(self._arena)))
         return self._arena
 
     def __exit__(self, exc_type, exc, tb):
         PyDataMem_SetHandler(self._saved.pop())
         return False
+
+
+cdef int _check_numpy_allocatable(Arena a) except -1:
+    """Refuse to enter the block where every NumPy call would fail, saying why."""
+    if a.base == NULL:
+        raise ValueError("numpy_allocator() on a closed arena")
+    if (a.map.prot & RW) != RW:
+        raise ValueError(f"numpy_allocator() needs a readable and writable arena; its "
+                         f"protection is {Protection(a.map.prot)!r} (make_mut() first)")
+    return 0

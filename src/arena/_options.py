@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import io
+import numbers
 import operator
 import os
 
@@ -103,6 +104,13 @@ class Protection(enum.IntFlag):
 MAX_SIZE = 1 << 62
 DEFAULT_ALIGNMENT = 64
 DEFAULT_COMMIT_STEP = 2 << 20
+# numpy_allocator(): memory NumPy freed and did not reuse for this long goes back to the OS.
+# A steady loop reuses its temporaries within one step (milliseconds), so it is never purged;
+# a 1 GiB temporary is gone from RSS a quarter of a second after its last use.
+DEFAULT_PURGE_DELAY = 0.25
+# numpy_allocator(): smaller requests go to NumPy's own allocator (its bucket cache serves
+# sizes below 1 KiB faster than any heap can, and module-level arrays do not pin the arena).
+DEFAULT_SMALL_THRESHOLD = 1024
 
 
 def _index(value, what: str) -> int:
@@ -153,7 +161,8 @@ class ArenaOptions:
     """
 
     __slots__ = ("_size", "_flags", "_unsafe_flags", "_page_size", "_commit_step",
-                 "_alignment", "_address", "_file", "_offset")
+                 "_alignment", "_address", "_file", "_offset", "_purge_delay",
+                 "_small_threshold")
     _size: int
     _flags: Flags
     _unsafe_flags: UnsafeFlags
@@ -163,6 +172,8 @@ class ArenaOptions:
     _address: int | None
     _file: object
     _offset: int
+    _purge_delay: float | None
+    _small_threshold: int
 
     def __init__(self, size: int):
         size = _index(size, "size")
@@ -180,6 +191,8 @@ class ArenaOptions:
         _set(self, "_address", None)
         _set(self, "_file", None)
         _set(self, "_offset", 0)
+        _set(self, "_purge_delay", DEFAULT_PURGE_DELAY)
+        _set(self, "_small_threshold", DEFAULT_SMALL_THRESHOLD)
 
     def _replace(self, **changes) -> ArenaOptions:
         new = object.__new__(ArenaOptions)
@@ -218,6 +231,10 @@ class ArenaOptions:
             parts.append(f"address={self._address:#x}")
         if self._file is not None:
             parts.append(f"file={self._file!r}, offset={self._offset}")
+        if self._purge_delay != DEFAULT_PURGE_DELAY:
+            parts.append(f"purge_delay={self._purge_delay}")
+        if self._small_threshold != DEFAULT_SMALL_THRESHOLD:
+            parts.append(f"small_threshold={self._small_threshold}")
         return f"ArenaOptions({', '.join(parts)})"
 
     # -- builder --------------------------------------------------------------------------
@@ -372,7 +389,65 @@ class ArenaOptions:
                              f"{_system.page_size()}")
         return self._replace(_alignment=nbytes)
 
+    def with_purge_delay(self, seconds: float | None) -> ArenaOptions:
+        """Inside ``numpy_allocator()``, give memory NumPy freed back to the OS once it has
+        stayed unused for ``seconds`` (default 0.25); None never does (``purge()`` still
+        does, on demand).
+
+        Purging is lazy: it happens in the allocator's own calls, so a steady loop that
+        reuses its temporaries every step is never purged and faulted in again.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 30).with_purge_delay(2).purge_delay
+        2.0
+        >>> ArenaOptions(1 << 30).with_purge_delay(None).purge_delay is None
+        True
+        >>> ArenaOptions(1 << 30).with_purge_delay(-1)
+        Traceback (most recent call last):
+            ...
+        ValueError: purge delay must be a number of seconds >= 0 (or None), got -1
+        """
+        if seconds is not None:
+            if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+                raise TypeError("purge delay must be a number of seconds or None, not "
+                                f"{type(seconds).__name__}")
+            if not 0 <= seconds <= 1e9:  # also refuses NaN
+                raise ValueError(f"purge delay must be a number of seconds >= 0 (or None), "
+                                 f"got {seconds}")
+            seconds = float(seconds)
+        return self._replace(_purge_delay=seconds)
+
+    def with_small_threshold(self, nbytes: int) -> ArenaOptions:
+        """Inside ``numpy_allocator()``, NumPy's requests below ``nbytes`` (default 1024) go
+        to NumPy's own allocator instead of the arena; 0 sends every request to the arena.
+
+        NumPy's allocator keeps a cache of small blocks that no heap beats, and small
+        arrays that a module keeps for the life of the process then never pin the arena.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 30).with_small_threshold(0).small_threshold
+        0
+        """
+        nbytes = _index(nbytes, "small threshold")
+        if nbytes < 0 or nbytes > MAX_SIZE:
+            raise ValueError(f"small threshold must be in [0, 2**62], got {nbytes}")
+        return self._replace(_small_threshold=nbytes)
+
     # -- read back --------------------------------------------------------------------------
+
+    @property
+    def purge_delay(self) -> float | None:
+        """Seconds before freed NumPy memory goes back to the OS (None: never on its own)."""
+        return self._purge_delay
+
+    @property
+    def small_threshold(self) -> int:
+        """NumPy requests below this many bytes go to NumPy's own allocator."""
+        return self._small_threshold
 
     @property
     def size(self) -> int:

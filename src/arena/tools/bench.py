@@ -1,7 +1,8 @@
 """``python -m arena bench``: the headline comparisons, arena against its peer, in one process.
 
 Seven cases, each with a target for the ratio arena time / peer time (``alloc_raw``: for the
-time itself; ``growable``: for its rows, below):
+time itself; ``growable``: for its rows, below), and the NEP 49 heap's cases in
+:mod:`arena.tools.bench_heap`:
 
 ===============  ===============================================  =====================  ======
 case             arena                                            peer                   target
@@ -32,8 +33,8 @@ and adds rows against a doubling buffer with ``np.resize`` and ``np.append`` per
 Times are best-of-N (the minimum is the run least disturbed by the rest of the machine,
 as :mod:`timeit` argues); arena and peer repeats alternate so that drift hits both. When
 pyarrow or cymem is installed, ``empty`` gains rows against them too, without targets.
-The full run takes about 40 s on two cores (3 s of it building the Cython module, 20 s the
-growable builds' processes); ``--quick`` about half of that.
+The full run takes about 20 s on two cores (3 s of it building the Cython module), and
+``growable`` 20 s more (its builds' processes); ``--quick`` about half of that.
 """
 from __future__ import annotations
 
@@ -59,8 +60,10 @@ from .. import Arena, ArenaOptions, Flags, _system, cython_example
 from .._format import format_bytes, format_time
 
 # numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
-# freed 8 MiB blocks, and the other cases' allocations change that.
-CASES = ("numpy_allocator", "empty", "step", "touch", "reset", "alloc_raw", "growable")
+# freed 8 MiB blocks, and the other cases' allocations change that. The NEP 49 heap's cases
+# (bench_heap) come after it for the same reason.
+CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "step", "touch",
+         "reset", "alloc_raw", "growable")
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -125,54 +128,49 @@ SMOKE = Plan(empty_number=2_000, empty_repeat=2,
 class Result:
     """One row of the table: the arena side, the peer side and how they compare.
 
-    ``arena_value`` and ``peer_value`` are seconds (per ``per``) when ``measure`` is
-    ``"time"``, peak bytes when it is ``"memory"``. ``target`` bounds the ratio
-    (``target_unit == "ratio"``) or, where no peer makes a fair ratio, the arena's time
-    itself (``"seconds"``); ``met`` judges whichever it is. A skipped row (``skipped``) has
-    no figures; its note says why. ``extra`` holds further figures for ``--json`` (the note
-    states them for the table).
+    ``target`` bounds the ratio (``target_unit == "ratio"``) or, where no peer makes a fair
+    ratio, the arena's figure itself (``"seconds"``, ``"bytes"``); ``met`` judges whichever it
+    is. The figures are seconds, or bytes where ``unit`` is ``"B"``. A
+    skipped row (``skipped``) has no times; its note says why. ``extra`` holds further
+    figures for ``--json`` (the note states them for the table).
     """
 
     case: str
     arena_label: str
-    arena_value: float
+    arena_seconds: float
     peer_label: str
-    peer_value: float
+    peer_seconds: float
     target: float | None
     repeats: int
     note: str = ""
     per: str = "call"
     target_unit: str = "ratio"
+    unit: str = "s"
     skipped: bool = False
     extra: dict = field(default_factory=dict)
-    measure: str = "time"
 
     @property
     def ratio(self) -> float | None:
-        return None if self.skipped else self.arena_value / self.peer_value
-
-    def fmt(self, value: float) -> str:
-        return format_bytes(int(value)) if self.measure == "memory" else format_time(value)
+        return None if self.skipped else self.arena_seconds / self.peer_seconds
 
     @property
     def met(self) -> bool | None:
         if self.target is None or self.skipped:
             return None
-        value = self.arena_value if self.target_unit == "seconds" else self.ratio
+        value = self.ratio if self.target_unit == "ratio" else self.arena_seconds
         return value is not None and value <= self.target
 
     def as_dict(self) -> dict:
-        value = (lambda s: None if self.skipped else s)
-        unit = "bytes" if self.measure == "memory" else "seconds"
+        seconds = (lambda s: None if self.skipped else s)
         return {
             "case": self.case,
-            "arena": {"label": self.arena_label, unit: value(self.arena_value)},
-            "peer": {"label": self.peer_label, unit: value(self.peer_value)},
-            "measure": self.measure,
+            "arena": {"label": self.arena_label, "seconds": seconds(self.arena_seconds)},
+            "peer": {"label": self.peer_label, "seconds": seconds(self.peer_seconds)},
             "per": self.per,
             "ratio": self.ratio,
             "target": self.target,
             "target_unit": self.target_unit,
+            "unit": self.unit,
             "met": self.met,
             "skipped": self.skipped,
             "repeats": self.repeats,
@@ -684,18 +682,21 @@ def _huge_page_bytes(address: int, length: int) -> int:
 
 def render(results: list[Result], header: str) -> str:
     """The results as an aligned text table, followed by each row's note."""
-    rows = [("case", "per", "arena", "value", "peer", "value", "ratio", "target", "met")]
+    rows = [("case", "per", "arena", "time", "peer", "time", "ratio", "target", "met")]
     for r in results:
         if r.target is None:
             target = "-"
         elif r.target_unit == "seconds":
             target = f"<= {format_time(r.target)}"
+        elif r.target_unit == "bytes":
+            target = f"<= {format_bytes(int(r.target))}"
         else:
             target = f"<= {r.target:g}"
         if r.skipped:
             times, met = ("-", "-", "-"), "skipped"
         else:
-            times = (r.fmt(r.arena_value), r.fmt(r.peer_value), _fmt_ratio(r.ratio))
+            fmt = format_time if r.unit == "s" else (lambda b: format_bytes(int(b)))
+            times = (fmt(r.arena_seconds), fmt(r.peer_seconds), _fmt_ratio(r.ratio))
             met = "-" if r.met is None else ("yes" if r.met else "no")
         rows.append((r.case, r.per, r.arena_label, times[0], r.peer_label, times[1], times[2],
                      target, met))
@@ -709,9 +710,9 @@ def render(results: list[Result], header: str) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append("value: the best time of the repeats, per the unit in 'per' (a peak RSS "
-                 "where 'per' says so); ratio: arena / peer; met: ratio <= target (arena "
-                 "time <= target where the target is a time)")
+    lines.append("time: best of the repeats, per the unit in 'per'; ratio: arena time / "
+                 "peer time; met: ratio <= target (arena time <= target where the target "
+                 "is a time)")
     for r in results:
         if r.note:
             lines.append(f"{r.case}: {r.note}")
@@ -762,6 +763,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the cases ``args`` selects and print the table (or JSON); return the exit code."""
     plan_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[plan_name]
+    from . import bench_heap  # it builds on this module's timing and results
     progress = Progress(sys.stderr, len(args.cases))
     results: list[Result] = []
     for case in args.cases:
@@ -776,6 +778,8 @@ def run(args: argparse.Namespace) -> int:
             rows = case_reset(plan, progress)
         elif case == "numpy_allocator":
             rows = case_numpy_allocator(plan, progress)
+        elif case in bench_heap.RUNNERS:
+            rows = bench_heap.RUNNERS[case](plan, progress)
         elif case == "alloc_raw":
             rows = case_alloc_raw(plan, progress)
         else:
@@ -784,9 +788,12 @@ def run(args: argparse.Namespace) -> int:
         head = rows[0]
         if head.skipped:
             progress.done(head.note)
+        elif head.unit != "s":
+            progress.done(f"arena {format_bytes(int(head.arena_seconds))}, peer "
+                          f"{format_bytes(int(head.peer_seconds))}, ratio {_fmt_ratio(head.ratio)}")
         else:
-            progress.done(f"arena {head.fmt(head.arena_value)}, peer "
-                          f"{head.fmt(head.peer_value)}, ratio {_fmt_ratio(head.ratio)}")
+            progress.done(f"arena {format_time(head.arena_seconds)}, peer "
+                          f"{format_time(head.peer_seconds)}, ratio {_fmt_ratio(head.ratio)}")
         results.extend(rows)
     env = _environment(plan_name)
     if args.json:

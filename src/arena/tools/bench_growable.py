@@ -193,7 +193,7 @@ def case_growable(plan, progress) -> list[Result]:
         Result("growable/rss", label, grow["peak"],
                f"{what}, list + np.concatenate", concat["peak"], 0.55, plan.grow_repeat,
                f"peak RSS: {rss_how}; np.resize doubling peaked at "
-               f"{format_bytes(resize['peak'])}", per="peak RSS", measure="memory"),
+               f"{format_bytes(resize['peak'])}", per="peak RSS", unit="B"),
         Result("growable/resize", label, grow["seconds"],
                f"{what}, doubling buffer + np.resize", resize["seconds"], 1.0,
                plan.grow_repeat, "target: faster than the peer", per="build"),

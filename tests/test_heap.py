@@ -1,0 +1,268 @@
+"""The NEP 49 heap behind ``numpy_allocator()``: any order of frees, bounded memory, realloc in
+place, small requests to NumPy's allocator, purging."""
+import random
+
+import numpy as np
+import pytest
+
+from arena import Arena, ArenaOptions
+from helpers import check_child
+
+MiB = 1 << 20
+handler_name = np._core.multiarray.get_handler_name
+
+
+def heap_arena(size=1 << 32, **kw):
+    opts = ArenaOptions(size).with_small_threshold(kw.pop("small", 0))
+    if "purge" in kw:
+        opts = opts.with_purge_delay(kw.pop("purge"))
+    assert not kw
+    return opts.reserve()
+
+
+def offset(a, x):
+    return x.__array_interface__["data"][0] - a.address
+
+
+def inside(a, x):
+    return 0 <= offset(a, x) < a.reserved
+
+
+def test_small_requests_go_to_numpy_large_ones_to_the_arena():
+    a = Arena(1 << 30)
+    assert a.options.small_threshold == 1024
+    with a.numpy_allocator():
+        small = np.ones(127)                  # 1016 bytes
+        large = np.ones(128)                  # 1024 bytes
+        still = np.arange(4.0)
+        still.resize(100, refcheck=False)      # grows, but stays below the threshold
+        grown = np.arange(4.0)
+        grown.resize(1 << 16, refcheck=False)  # grown past it: moved into the arena
+    assert not inside(a, small) and inside(a, large) and not inside(a, still)
+    assert inside(a, grown)
+    assert handler_name(small).startswith("arena_")  # freed through the arena's handler
+    assert a.live_views == 2
+    assert small.sum() == 127 and large.sum() == 128
+    assert (still[:4] == [0, 1, 2, 3]).all() and not still[4:].any()
+    assert (grown[:4] == [0, 1, 2, 3]).all() and not grown[4:].any()
+    del small, still
+    assert a.live_views == 2
+    del large, grown
+    assert a.live_views == 0 and a.used == 0
+
+
+def test_threshold_zero_sends_everything_to_the_arena():
+    a = heap_arena()
+    with a.numpy_allocator():
+        tiny = np.ones(1)
+    assert inside(a, tiny) and a.live_views == 1
+
+
+@pytest.mark.parametrize("order", ["oldest first", "newest first", "random", "interleaved"])
+def test_any_order_of_frees_gives_everything_back(order):
+    a = heap_arena()
+    rng = random.Random(7)
+    with a.numpy_allocator():
+        arrays = [np.full(rng.choice([1, 7, 100, 3000, 70000]), i) for i in range(3000)]
+    keys = list(range(len(arrays)))
+    if order == "newest first":
+        keys.reverse()
+    elif order == "random":
+        rng.shuffle(keys)
+    elif order == "interleaved":
+        keys = keys[::2] + keys[1::2]
+    for n, k in enumerate(keys):
+        arrays[k] = None
+        if n % 500 == 0:
+            live = [(i, x) for i, x in enumerate(arrays) if x is not None]
+            assert all((x == i).all() for i, x in live)
+            assert a.live_views == len(live)
+            del live
+    # Every freed block merged with its neighbours and went back to the bump pointer.
+    assert a.live_views == 0 and a.used == 0
+
+
+def test_memory_stays_a_small_multiple_of_what_is_live():
+    """A loop that keeps one small result per step (v1: 320 KB kept in 160 MB of arena)."""
+    a = heap_arena()
+    x = np.arange(1000.0)
+    kept = []
+    with a.numpy_allocator():
+        for step in range(10000):
+            y = np.sqrt(x * 2.0 + step)
+            kept.append(y[:4].copy())
+            del y
+    live = sum(round_up(k.nbytes, 64) for k in kept)
+    assert a.live_views == len(kept)
+    assert a.high_water <= 4 * live + MiB, (a.high_water, live)
+    assert all(k[0] == np.sqrt(step) for step, k in enumerate(kept))
+
+
+def round_up(n, m):
+    return -(-max(n, 1) // m) * m
+
+
+def test_freed_blocks_are_reused_best_by_size_and_split():
+    a = heap_arena()
+    with a.numpy_allocator():
+        big = np.empty(1 << 17, np.uint8)     # 128 KiB
+        fence = np.empty(64, np.uint8)        # keeps big off the top
+        start = offset(a, big)
+        del big
+        pieces = [np.empty(1000, np.uint8) for _ in range(100)]  # carved out of big's block
+    assert all(start <= offset(a, p) < start + (1 << 17) for p in pieces)
+    assert len({offset(a, p) for p in pieces}) == 100
+    del pieces, fence
+
+
+def test_realloc_grows_the_top_block_in_place():
+    a = heap_arena()
+    with a.numpy_allocator():
+        x = np.arange(1000.0)
+        where = offset(a, x)
+        x.resize(1 << 20, refcheck=False)
+        assert offset(a, x) == where and x[999] == 999.0 and x[-1] == 0.0
+        y = np.fromiter((float(i) for i in range(500000)), float)
+    assert (y[:5] == [0, 1, 2, 3, 4]).all() and y[-1] == 499999.0
+    del x
+    assert a.high_water <= 1.6 * (y.nbytes + (1 << 23))
+
+
+def test_realloc_that_cannot_grow_in_place_moves_once_and_keeps_the_data():
+    a = heap_arena()
+    with a.numpy_allocator():
+        x = np.arange(100000.0)
+        fence = np.ones(200)
+        x.resize(300000, refcheck=False)
+        assert (x[:100000] == np.arange(100000.0)).all() and not x[100000:].any()
+        x.resize(10, refcheck=False)           # shrinks in place; the rest is free again
+        assert (x == np.arange(10.0)).all()
+        again = np.empty(200000)                # fits in what the shrink gave back
+    assert offset(a, again) < offset(a, fence) or offset(a, again) > offset(a, fence)
+    del x, fence, again
+    assert a.used == 0
+
+
+def test_calloc_of_a_reused_block_reads_zeros_purged_or_not():
+    for purge in (None, 0.0):
+        a = heap_arena(purge=purge)
+        with a.numpy_allocator():
+            dirty = np.full(1 << 18, 7.0)      # 2 MiB
+            fence = np.ones(200)
+            del dirty                            # freed below the fence: reused next
+            if purge == 0.0:
+                a.purge()
+            z = np.zeros(1 << 18)
+        assert not z.any()
+        del z, fence
+
+
+def test_purge_never_touches_bytes_a_live_view_shows():
+    a = heap_arena(purge=0.0)
+    with a.numpy_allocator():
+        block = np.full(1 << 16, 3, np.uint8)
+        fence = np.ones(200)
+    start = offset(a, block)
+    del block                                    # freed, not on top (the fence is above)
+    seen = a.view(start, 1 << 16, np.uint8)      # its bytes, through a view
+    with a.numpy_allocator():
+        np.ones(1024)                            # a heap call: the purge runs
+    a.purge()
+    assert (seen == 3).all()
+    del seen, fence
+
+
+def test_a_block_split_under_a_view_stays_aligned():
+    """Found by fuzzing: a free block that a view covers in part was split at the view's
+    end, not at the heap's 64-byte grain."""
+    a = ArenaOptions(1 << 16).with_alignment(8).with_small_threshold(0).reserve()
+    x = a.alloc(1)
+    with a.numpy_allocator():
+        b3 = np.empty(0, np.uint8)
+        b4 = np.empty(9, np.complex128)
+    v = a.view(129, 129, np.uint8)
+    del b4
+    b3.resize(65, refcheck=False)
+    assert offset(a, b3) % 64 == 0
+    del x, v, b3
+
+
+@pytest.mark.rlimit
+def test_purge_returns_rss_and_keeps_committed():
+    check_child("""
+        import numpy as np, arena
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * 4096
+        a = arena.ArenaOptions(1 << 32).with_purge_delay(None).reserve()
+        with a.numpy_allocator():
+            big = np.ones(256 << 17)            # 256 MiB, touched
+            fence = np.ones(1024)               # keeps big off the top
+        before = rss(); committed = a.committed
+        del big
+        assert rss() > before - (64 << 20)      # purge delay None: nothing given back yet
+        a.purge()
+        assert rss() < before - (200 << 20), (rss(), before)
+        assert a.committed == committed
+        with a.numpy_allocator():
+            again = np.ones(256 << 17)          # the purged block serves again
+        assert again.sum() == 256 << 17
+    """)
+
+
+@pytest.mark.rlimit
+def test_memory_freed_and_left_unused_goes_back_on_its_own():
+    check_child("""
+        import time, numpy as np, arena
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * 4096
+        a = arena.ArenaOptions(1 << 32).with_purge_delay(0.05).reserve()
+        base = rss()
+        with a.numpy_allocator():
+            big = np.ones(1 << 27)              # 1 GiB temporary
+            del big                             # on top: back to the bump pointer
+            time.sleep(0.3)
+            np.ones(1024)                       # one more NumPy call
+        assert rss() < base + (64 << 20), (rss() - base) >> 20
+        with a.numpy_allocator():
+            big = np.ones(1 << 24)
+            fence = np.ones(1024)
+            del big                             # below the fence: a free block
+            time.sleep(0.3)
+            np.ones(1024)
+        assert rss() < base + (64 << 20), (rss() - base) >> 20
+    """)
+
+
+@pytest.mark.rlimit
+def test_a_steady_loop_is_never_purged_and_faulted_again():
+    check_child("""
+        import resource, numpy as np, arena
+        a = arena.ArenaOptions(1 << 32).with_purge_delay(0.25).reserve()
+        x = np.ones(1 << 20)
+        def faults():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        with a.numpy_allocator():
+            for _ in range(20):                  # warm: the temporaries' pages are in
+                y = np.sqrt(x * 2.0 + x) - x
+            before = faults()
+            for _ in range(300):
+                y = np.sqrt(x * 2.0 + x) - x
+            after = faults()
+        assert after - before < 100, after - before
+    """)
+
+
+def test_module_level_arrays_of_a_module_imported_inside_do_not_pin_the_arena():
+    check_child("""
+        import sys, numpy as np, arena
+        for name in [m for m in sys.modules if m.startswith(("numpy.polynomial", "numpy.ma"))]:
+            del sys.modules[name]
+        a = arena.Arena(1 << 30)
+        with a.numpy_allocator():
+            import numpy.polynomial, numpy.ma
+            numpy.polynomial.Polynomial([1, 2, 3])(2.0)
+        a.reset()
+        a.close()
+    """)
