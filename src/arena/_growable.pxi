@@ -31,6 +31,8 @@ cdef enum FastKind:
 cdef size_t SMALL_HEAD = 4 << 20
 # Items per chunk when extend consumes an iterable of unknown length.
 cdef Py_ssize_t CHUNK_BYTES = 1 << 18
+# Read once: __dealloc__ writes the count with no Python left to ask.
+cdef int COUNT_WIDTH = _npy.COUNT_WIDTH
 
 
 cdef class _GrowFrame(_Frame):
@@ -184,7 +186,7 @@ cdef class Growable:
         >>> g.extend([[1, 2], [3]])
         Traceback (most recent call last):
             ...
-        ValueError: setting an array element with a sequence. The requested array has an inhomogeneous shape after 1 dimensions. The detected shape was (2,) + inhomogeneous part.
+        ValueError: setting an array element with a sequence. ...
         >>> len(g)
         5
         """
@@ -454,7 +456,8 @@ cdef int _growable_open(Growable g, options, dtype, item_shape, bint small_head)
     g.a = Arena(options)
     try:
         if small_head:
-            madvise(g.a.base, min(SMALL_HEAD, g.a.map.reserved), MADV_NOHUGEPAGE)  # advice
+            # Advice: a refusal costs only the small pages of the head.
+            madvise(g.a.base, min(SMALL_HEAD, g.a.map.reserved), MADV_NOHUGEPAGE)
         if g.a.map.file_backed:
             _open_npy(g)
         room = (g.a.map.reserved - g.data) // g.isz if g.isz else <size_t>PY_SSIZE_T_MAX
@@ -562,8 +565,8 @@ cdef void _sync_arena(Growable g) noexcept:
 
 cdef void _write_count(Growable g) noexcept:
     cdef char field[32]
-    snprintf(field, sizeof(field), "%-20zd", g.n)
-    memcpy(g.base + g.count_at, field, _npy.COUNT_WIDTH)
+    snprintf(field, sizeof(field), "%-*zd", COUNT_WIDTH, g.n)
+    memcpy(g.base + g.count_at, field, COUNT_WIDTH)
 
 
 cdef Py_ssize_t _count_arg(object n, str what) except -1:
