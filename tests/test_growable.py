@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import arena
 from arena import ArenaFullError, ArenaOptions, Flags, Growable
 from arena._system import mapping_stats, thp_mode
+from helpers import close_after_run
 
 MiB = 1 << 20
 
@@ -519,10 +520,7 @@ class GrowableMachine(RuleBasedStateMachine):
 
     def teardown(self):
         self.views.clear()
-        try:
-            self.g.close()
-        except BufferError:
-            pass  # a failing step's traceback may still hold a view; the failure is reported
+        close_after_run(self.g)
 
 
 @pytest.mark.slow
