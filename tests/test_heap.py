@@ -266,3 +266,31 @@ def test_module_level_arrays_of_a_module_imported_inside_do_not_pin_the_arena():
         a.reset()
         a.close()
     """)
+
+
+def test_numpy_calls_without_the_gil_are_served():
+    """Found by NumPy's own tests under the arena: np.fromstring's parser reallocs with the
+    GIL released, which crashed a handler that assumed NumPy always holds it."""
+    check_child("""
+        import threading, numpy as np, arena
+        for threshold in (0, 1024):
+            a = arena.ArenaOptions(1 << 30).with_small_threshold(threshold).reserve()
+            text = " ".join(str(i % 7) for i in range(100000))
+            with a.numpy_allocator():
+                small = np.fromstring("1 0 -2.3 0.0", sep=" ", dtype=np.bool)
+                big = np.fromstring(text, sep=" ", dtype=np.int64)   # grows past 1 KiB
+                def other():
+                    with a.numpy_allocator():
+                        for _ in range(50):
+                            np.fromstring(text, sep=" ", dtype=np.int64).sum()
+                threads = [threading.Thread(target=other) for _ in range(2)]
+                for t in threads:
+                    t.start()
+                for _ in range(50):
+                    assert np.fromstring(text, sep=" ", dtype=np.int64)[-1] == 99999 % 7
+                for t in threads:
+                    t.join()
+            assert small.tolist() == [True, False, True, False]
+            assert big.sum() == sum(i % 7 for i in range(100000))
+            assert a.offset_of(big) >= 0
+    """)
