@@ -294,3 +294,26 @@ def test_numpy_calls_without_the_gil_are_served():
             assert big.sum() == sum(i % 7 for i in range(100000))
             assert a.offset_of(big) >= 0
     """)
+
+
+@pytest.mark.rlimit
+def test_a_very_large_freed_block_goes_back_at_once():
+    check_child("""
+        import numpy as np, arena
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * 4096
+        a = arena.Arena(1 << 34)                     # the default purge delay, 0.25 s
+        with a.numpy_allocator():
+            for on_top in (True, False):
+                before = rss()
+                big = np.ones(512 << 17)             # 512 MiB
+                fence = None if on_top else np.ones(1024)
+                del big                              # no sleep: at once
+                assert rss() < before + (64 << 20), (on_top, (rss() - before) >> 20)
+                kept = np.ones(64 << 17)             # 64 MiB freed stays for the next step
+                del kept
+                assert rss() > before + (48 << 20), (on_top, (rss() - before) >> 20)
+                del fence
+                a.purge()
+    """)

@@ -10,7 +10,8 @@
 #   back to it.
 # - Purge: blocks free for longer than the purge delay give their whole pages back
 #   (MADV_DONTNEED), lazily from the allocator's own calls, oldest first; a steady loop that
-#   reuses its temporaries sooner never has them purged.
+#   reuses its temporaries sooner never has them purged. Blocks of PURGE_AT_ONCE and more
+#   go back as soon as they are freed.
 # Blocks under a live view() (below view_end) are never handed out again: pinned lazily when
 # a search meets them. Fresh memory comes from the arena's bump pointer (_bump), never below
 # the newest mark. Included by _core.pyx.
@@ -45,6 +46,11 @@ cdef enum:
     BLOCK_FREE = 2
     BLOCK_PINNED = 3            # free, but under a view(): never handed out again
     CALLOC_GIVE_BACK = 4 << 20  # calloc of this much on THP: pages back to the kernel
+    # A freed block this large goes back to the OS at once, purge delay or not (unless the
+    # delay is None), as glibc's mmap threshold and jemalloc's oversize_threshold do: keeping
+    # it would cost the machine more memory than faulting it in again costs time, and
+    # neighbours that check free memory (NumPy's own tests do) see it gone.
+    PURGE_AT_ONCE = 256 << 20
 
 cdef size_t KEY_EMPTY = <size_t>-1
 
@@ -513,13 +519,14 @@ cdef void heap_free(Arena a, void* ptr) noexcept:
     it ends there, else file it by size. Unknown pointers are ignored."""
     cdef Heap* h = &a.heap
     cdef int32_t i = _live_block(a, ptr), j
-    cdef size_t end, floor
+    cdef size_t end, floor, freed
     cdef uint64_t now
     if i == NO_REC:
         return
     now = heap_tick(a)
+    freed = h.recs[i].size  # (the at-once purge goes by what was freed, not what it merged into)
     h.live -= 1
-    h.live_bytes -= h.recs[i].size
+    h.live_bytes -= freed
     h.recs[i].state = BLOCK_FREE
     h.recs[i].purged = False
     j = h.recs[i].right
@@ -548,8 +555,12 @@ cdef void heap_free(Arena a, void* ptr) noexcept:
         h.top = j  # the highest block left, or unknown
         _ht_del(&h.index, h.recs[i].start)
         _rec_del(h, i)
+        if freed >= PURGE_AT_ONCE and now and _purgeable(a):
+            heap_purge_above(a)
         return
     _free_insert(h, i, now)
+    if freed >= PURGE_AT_ONCE and now and _purgeable(a):
+        _purge_block(a, i)
 
 
 cdef void* heap_realloc(Arena a, void* ptr, size_t size) except NULL:

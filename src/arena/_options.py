@@ -395,7 +395,9 @@ class ArenaOptions:
         does, on demand).
 
         Purging is lazy: it happens in the allocator's own calls, so a steady loop that
-        reuses its temporaries every step is never purged and faulted in again.
+        reuses its temporaries every step is never purged and faulted in again. A freed
+        block of 256 MiB or more goes back at once (unless the delay is None), as glibc and
+        jemalloc do with very large blocks.
 
         Examples
         --------
