@@ -45,12 +45,15 @@ cdef enum:
     BLOCK_LIVE = 1
     BLOCK_FREE = 2
     BLOCK_PINNED = 3            # free, but under a view(): never handed out again
-    CALLOC_GIVE_BACK = 4 << 20  # calloc of this much on THP: pages back to the kernel
+    CALLOC_GIVE_BACK = 32 << 20  # calloc of this much on THP: pages back to the kernel
     # A freed block this large goes back to the OS at once, purge delay or not (unless the
     # delay is None), as glibc's mmap threshold and jemalloc's oversize_threshold do: keeping
     # it would cost the machine more memory than faulting it in again costs time, and
     # neighbours that check free memory (NumPy's own tests do) see it gone.
     PURGE_AT_ONCE = 256 << 20
+    # Blocks one lazy purge gives back at most (a madvise each): the rest waits for the next
+    # call, so that no NumPy call stalls on thousands of freed holes at once.
+    PURGE_BUDGET = 16
 
 cdef size_t KEY_EMPTY = <size_t>-1
 
@@ -371,15 +374,17 @@ cdef void heap_purge_above(Arena a) noexcept nogil:
     a.heap.top_dirty = 0
 
 
-cdef void heap_purge(Arena a, bint everything, uint64_t now) noexcept nogil:
+cdef void heap_purge(Arena a, bint everything, uint64_t now, int budget) noexcept nogil:
     """Purge the free blocks that have waited the purge delay (all of them with
-    ``everything``), and the memory above the bump pointer the heap left there."""
+    ``everything``; at most ``budget`` of them unless it is negative), and the memory above
+    the bump pointer the heap left there."""
     cdef Heap* h = &a.heap
     if not _purgeable(a):
         return
-    while h.oldest != NO_REC and (everything or now - h.recs[h.oldest].freed_at >=
-                                  h.purge_delay_ns):
+    while h.oldest != NO_REC and budget != 0 and (
+            everything or now - h.recs[h.oldest].freed_at >= h.purge_delay_ns):
         _purge_block(a, h.oldest)
+        budget -= 1
     if h.top_dirty > a.nused and (everything or now - h.top_freed_at >= h.purge_delay_ns):
         heap_purge_above(a)
 
@@ -398,7 +403,7 @@ cdef uint64_t heap_tick(Arena a) noexcept nogil:
     now = coarse_ns()
     if (h.oldest != NO_REC and now - h.recs[h.oldest].freed_at >= h.purge_delay_ns) or \
             (h.top_dirty > a.nused and now - h.top_freed_at >= h.purge_delay_ns):
-        heap_purge(a, False, now)
+        heap_purge(a, False, now, PURGE_BUDGET)
     return now
 
 
@@ -412,8 +417,9 @@ cdef void _zero(Arena a, size_t start, size_t size) noexcept nogil:
     """Zero ``[start, start + size)`` for calloc. On transparent huge pages a large range
     goes back to the kernel instead (whole 2 MiB pages): a read then maps the huge zero page
     and a write faults in a zeroed huge page at about memset's speed, which is what NumPy's
-    own calloc gets from fresh memory. On 4 KiB pages a fault costs more than memset, which
-    therefore serves everywhere else (measured in the closing note of the heap's issue)."""
+    own calloc gets from fresh memory (glibc mmaps requests of 32 MiB and more; smaller ones
+    it memsets too). On 4 KiB pages a fault costs more than memset, which therefore serves
+    everywhere else."""
     cdef size_t end = start + size, first, last
     if size >= CALLOC_GIVE_BACK and (a.map.flags & F_THP) and _purge_zeroes(a) and \
             _purgeable(a):

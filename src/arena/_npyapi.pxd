@@ -22,4 +22,5 @@ cdef extern from "numpy/arrayobject.h":
         unsigned char version
         PyDataMemAllocator allocator
     object PyDataMem_SetHandler(object handler)
+    object PyDataMem_GetHandler()
     PyObject* PyDataMem_DefaultHandler  # NumPy's own handler (malloc with its bucket cache)

@@ -21,8 +21,8 @@ from libc.stdio cimport snprintf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from arena._npyapi cimport (PyDataMem_DefaultHandler, PyDataMem_Handler, PyDataMemAllocator,
-                            PyDataMem_SetHandler)
+from arena._npyapi cimport (PyDataMem_DefaultHandler, PyDataMem_GetHandler, PyDataMem_Handler,
+                            PyDataMemAllocator, PyDataMem_SetHandler)
 from arena._overflow cimport arena_mul_overflow
 from arena._pyapi cimport PyGILState_Check
 
@@ -157,9 +157,14 @@ cdef void* _handler_realloc(void* ctx, void* ptr, size_t size) noexcept nogil:
         (<size_t*>p)[0] = size
         return p + SMALL_HEADER
     q = _heap_alloc(c, size, False)  # grown past the threshold: into the arena
-    if q != NULL:
-        memcpy(q, ptr, old)
-        _small_free(c, ptr)
+    if q == NULL:  # the arena cannot (closed, read-only, full): it stays NumPy's
+        p = <char*>c.numpy.realloc(c.numpy.ctx, p, size + SMALL_HEADER)
+        if p == NULL:
+            return NULL
+        (<size_t*>p)[0] = size
+        return p + SMALL_HEADER
+    memcpy(q, ptr, old)
+    _small_free(c, ptr)
     return q
 
 
@@ -216,20 +221,40 @@ cdef object _handler_capsule(Arena arena):
 
 
 class NumpyAllocator:
-    """Context manager from :meth:`Arena.numpy_allocator`; re-entrant and nestable."""
+    """Context manager from :meth:`Arena.numpy_allocator`; re-entrant and nestable.
+
+    Blocks end in the order they began, in the context that began them: an exit that finds
+    another handler installed (two blocks held open by generators and ended out of order, or
+    a generator suspended in the block and finished in another thread) raises RuntimeError
+    and leaves NumPy's handler alone, rather than put back a handler that is not its own.
+    """
 
     def __init__(self, Arena arena):
         self._arena = arena
-        self._saved = []
+        self._saved = []  # (the handler before, ours), one pair per entry
 
     def __enter__(self):
         _check_numpy_allocatable(self._arena)
-        self._saved.append(PyDataMem_SetHandler(_handler_capsule(self._arena)))
+        ours = _handler_capsule(self._arena)
+        self._saved.append((PyDataMem_SetHandler(ours), ours))
         return self._arena
 
     def __exit__(self, exc_type, exc, tb):
-        PyDataMem_SetHandler(self._saved.pop())
+        before, ours = self._saved.pop()
+        if PyDataMem_GetHandler() is not ours:
+            raise RuntimeError("numpy_allocator() blocks must end in the order they began, "
+                               "in the thread (context) that began them")
+        PyDataMem_SetHandler(before)
+        _purge_due(self._arena)
         return False
+
+
+cdef int _purge_due(Arena a) except -1:
+    """At the end of a block, what has waited the purge delay goes back (no later call may
+    come to do it); what was freed recently stays for the next block."""
+    if a.base != NULL and heap_purge_pending(&a.heap) and a.heap.purge_delay_ns != UINT64_MAX:
+        heap_purge(a, False, coarse_ns(), -1)
+    return 0
 
 
 cdef int _check_numpy_allocatable(Arena a) except -1:
