@@ -177,7 +177,7 @@ cdef class Arena:
         """
         _check_open(self)
         if _purgeable(self):
-            heap_purge(self, True, 0)
+            heap_purge(self, True, 0, -1)
             heap_purge_above(self)
 
     def __dealloc__(self):

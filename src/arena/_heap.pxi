@@ -10,7 +10,8 @@
 #   back to it.
 # - Purge: blocks free for longer than the purge delay give their whole pages back
 #   (MADV_DONTNEED), lazily from the allocator's own calls, oldest first; a steady loop that
-#   reuses its temporaries sooner never has them purged.
+#   reuses its temporaries sooner never has them purged. Blocks of PURGE_AT_ONCE and more
+#   go back as soon as they are freed.
 # Blocks under a live view() (below view_end) are never handed out again: pinned lazily when
 # a search meets them. Fresh memory comes from the arena's bump pointer (_bump), never below
 # the newest mark. Included by _core.pyx.
@@ -44,7 +45,15 @@ cdef enum:
     BLOCK_LIVE = 1
     BLOCK_FREE = 2
     BLOCK_PINNED = 3            # free, but under a view(): never handed out again
-    CALLOC_GIVE_BACK = 4 << 20  # calloc of this much on THP: pages back to the kernel
+    CALLOC_GIVE_BACK = 32 << 20  # calloc of this much on THP: pages back to the kernel
+    # A freed block this large goes back to the OS at once, purge delay or not (unless the
+    # delay is None), as glibc's mmap threshold and jemalloc's oversize_threshold do: keeping
+    # it would cost the machine more memory than faulting it in again costs time, and
+    # neighbours that check free memory (NumPy's own tests do) see it gone.
+    PURGE_AT_ONCE = 256 << 20
+    # Blocks one lazy purge gives back at most (a madvise each): the rest waits for the next
+    # call, so that no NumPy call stalls on thousands of freed holes at once.
+    PURGE_BUDGET = 16
 
 cdef size_t KEY_EMPTY = <size_t>-1
 
@@ -365,15 +374,17 @@ cdef void heap_purge_above(Arena a) noexcept nogil:
     a.heap.top_dirty = 0
 
 
-cdef void heap_purge(Arena a, bint everything, uint64_t now) noexcept nogil:
+cdef void heap_purge(Arena a, bint everything, uint64_t now, int budget) noexcept nogil:
     """Purge the free blocks that have waited the purge delay (all of them with
-    ``everything``), and the memory above the bump pointer the heap left there."""
+    ``everything``; at most ``budget`` of them unless it is negative), and the memory above
+    the bump pointer the heap left there."""
     cdef Heap* h = &a.heap
     if not _purgeable(a):
         return
-    while h.oldest != NO_REC and (everything or now - h.recs[h.oldest].freed_at >=
-                                  h.purge_delay_ns):
+    while h.oldest != NO_REC and budget != 0 and (
+            everything or now - h.recs[h.oldest].freed_at >= h.purge_delay_ns):
         _purge_block(a, h.oldest)
+        budget -= 1
     if h.top_dirty > a.nused and (everything or now - h.top_freed_at >= h.purge_delay_ns):
         heap_purge_above(a)
 
@@ -392,7 +403,7 @@ cdef uint64_t heap_tick(Arena a) noexcept nogil:
     now = coarse_ns()
     if (h.oldest != NO_REC and now - h.recs[h.oldest].freed_at >= h.purge_delay_ns) or \
             (h.top_dirty > a.nused and now - h.top_freed_at >= h.purge_delay_ns):
-        heap_purge(a, False, now)
+        heap_purge(a, False, now, PURGE_BUDGET)
     return now
 
 
@@ -406,8 +417,9 @@ cdef void _zero(Arena a, size_t start, size_t size) noexcept nogil:
     """Zero ``[start, start + size)`` for calloc. On transparent huge pages a large range
     goes back to the kernel instead (whole 2 MiB pages): a read then maps the huge zero page
     and a write faults in a zeroed huge page at about memset's speed, which is what NumPy's
-    own calloc gets from fresh memory. On 4 KiB pages a fault costs more than memset, which
-    therefore serves everywhere else (measured in the closing note of the heap's issue)."""
+    own calloc gets from fresh memory (glibc mmaps requests of 32 MiB and more; smaller ones
+    it memsets too). On 4 KiB pages a fault costs more than memset, which therefore serves
+    everywhere else."""
     cdef size_t end = start + size, first, last
     if size >= CALLOC_GIVE_BACK and (a.map.flags & F_THP) and _purge_zeroes(a) and \
             _purgeable(a):
@@ -513,13 +525,14 @@ cdef void heap_free(Arena a, void* ptr) noexcept:
     it ends there, else file it by size. Unknown pointers are ignored."""
     cdef Heap* h = &a.heap
     cdef int32_t i = _live_block(a, ptr), j
-    cdef size_t end, floor
+    cdef size_t end, floor, freed
     cdef uint64_t now
     if i == NO_REC:
         return
     now = heap_tick(a)
+    freed = h.recs[i].size  # (the at-once purge goes by what was freed, not what it merged into)
     h.live -= 1
-    h.live_bytes -= h.recs[i].size
+    h.live_bytes -= freed
     h.recs[i].state = BLOCK_FREE
     h.recs[i].purged = False
     j = h.recs[i].right
@@ -548,8 +561,12 @@ cdef void heap_free(Arena a, void* ptr) noexcept:
         h.top = j  # the highest block left, or unknown
         _ht_del(&h.index, h.recs[i].start)
         _rec_del(h, i)
+        if freed >= PURGE_AT_ONCE and now and _purgeable(a):
+            heap_purge_above(a)
         return
     _free_insert(h, i, now)
+    if freed >= PURGE_AT_ONCE and now and _purgeable(a):
+        _purge_block(a, i)
 
 
 cdef void* heap_realloc(Arena a, void* ptr, size_t size) except NULL:
