@@ -106,20 +106,17 @@ cdef int _ht_resize(HTable* t, size_t capacity) except -1:
     return 0
 
 
-cdef int _ht_put(HTable* t, size_t key, int32_t val) except -1:
-    cdef size_t i
-    if (t.count + 1) * 2 > t.mask + 1:  # keep the load under one half
-        _ht_resize(t, (t.mask + 1) * 2 if t.mask else 64)
-    i = _slot(t, key)
+cdef void _ht_put(HTable* t, size_t key, int32_t val) noexcept nogil:
+    """Needs room: heap_reserve first."""
+    cdef size_t i = _slot(t, key)
     while t.keys[i] != KEY_EMPTY:
         if t.keys[i] == key:
             t.vals[i] = val
-            return 0
+            return
         i = (i + 1) & t.mask
     t.keys[i] = key
     t.vals[i] = val
     t.count += 1
-    return 0
 
 
 cdef void _ht_del(HTable* t, size_t key) noexcept nogil:
@@ -148,23 +145,32 @@ cdef void _ht_del(HTable* t, size_t key) noexcept nogil:
 
 # -- records ---------------------------------------------------------------------------------
 
-cdef int32_t _rec_new(Heap* h, size_t start, size_t size, uint8_t state) except NO_REC:
-    cdef int32_t i
+cdef int heap_reserve(Heap* h) except -1:
+    """Room for two more records and index entries: what an allocation, a split or a realloc
+    does after this cannot fail, so that nothing it began has to be undone."""
     cdef HBlock* grown
     cdef int32_t cap
+    if h.nrecs + 2 > h.caprecs:
+        if h.caprecs >= (1 << 30):
+            raise MemoryError("too many NumPy blocks in one arena")
+        cap = h.caprecs * 2 if h.caprecs else 256
+        grown = <HBlock*>realloc(h.recs, cap * sizeof(HBlock))
+        if grown == NULL:
+            raise MemoryError()
+        h.recs = grown
+        h.caprecs = cap
+    if (h.index.count + 2) * 2 > h.index.mask + 1:  # keep the load under one half
+        _ht_resize(&h.index, (h.index.mask + 1) * 2 if h.index.mask else 64)
+    return 0
+
+
+cdef int32_t _rec_new(Heap* h, size_t start, size_t size, uint8_t state) noexcept nogil:
+    """Needs room: heap_reserve first."""
+    cdef int32_t i
     if h.spare != NO_REC:
         i = h.spare
         h.spare = h.recs[i].next
     else:
-        if h.nrecs == h.caprecs:
-            if h.caprecs >= (1 << 30):
-                raise MemoryError("too many NumPy blocks in one arena")
-            cap = h.caprecs * 2 if h.caprecs else 256
-            grown = <HBlock*>realloc(h.recs, cap * sizeof(HBlock))
-            if grown == NULL:
-                raise MemoryError()
-            h.recs = grown
-            h.caprecs = cap
         i = h.nrecs
         h.nrecs += 1
     h.recs[i].start = start
@@ -297,16 +303,12 @@ cdef inline void _free_remove(Heap* h, int32_t i) noexcept nogil:
     _queue_remove(h, i)
 
 
-cdef int32_t _split(Heap* h, int32_t i, size_t size, uint8_t state) except NO_REC:
+cdef int32_t _split(Heap* h, int32_t i, size_t size, uint8_t state) noexcept nogil:
     """Cut block ``i`` after ``size`` bytes; the rest becomes a new record of ``state``
-    (not yet filed anywhere but the index), which is returned."""
+    (not yet filed anywhere but the index), which is returned. Needs room: heap_reserve."""
     cdef size_t start = h.recs[i].start
     cdef int32_t j = _rec_new(h, start + size, h.recs[i].size - size, state)
-    try:
-        _ht_put(&h.index, start + size, j)
-    except BaseException:
-        _rec_del(h, j)
-        raise
+    _ht_put(&h.index, start + size, j)
     h.recs[j].purged = h.recs[i].purged
     h.recs[j].left = i
     h.recs[j].right = h.recs[i].right
@@ -458,6 +460,7 @@ cdef void* heap_alloc(Arena a, size_t size, bint zero) except NULL:
         _check_allocatable(a)
     if size > a.map.reserved:
         raise ArenaFullError(f"{size} bytes do not fit in the arena")
+    heap_reserve(h)
     need = _block_size(size)
     while True:
         i = _find_fit(h, need)
@@ -473,11 +476,7 @@ cdef void* heap_alloc(Arena a, size_t size, bint zero) except NULL:
                 _free_insert(h, _split(h, i, end - start, BLOCK_FREE), now)
             continue
         if h.recs[i].size - need >= HEAP_GRAIN:  # split off the rest
-            try:
-                _free_insert(h, _split(h, i, need, BLOCK_FREE), now)
-            except BaseException:
-                _free_insert(h, i, now)
-                raise
+            _free_insert(h, _split(h, i, need, BLOCK_FREE), now)
         h.recs[i].state = BLOCK_LIVE
         h.live += 1
         h.live_bytes += h.recs[i].size
@@ -488,16 +487,8 @@ cdef void* heap_alloc(Arena a, size_t size, bint zero) except NULL:
     fresh = _fresh_from(a)
     p = _bump(a, need, HEAP_GRAIN)
     start = <size_t>(p - a.base)
-    try:
-        i = _rec_new(h, start, need, BLOCK_LIVE)
-        try:
-            _ht_put(&h.index, start, i)
-        except BaseException:
-            _rec_del(h, i)
-            raise
-    except BaseException:
-        a.nused = start
-        raise
+    i = _rec_new(h, start, need, BLOCK_LIVE)
+    _ht_put(&h.index, start, i)
     j = h.top
     if j != NO_REC and h.recs[j].start + h.recs[j].size == start:
         h.recs[i].left = j
@@ -583,6 +574,7 @@ cdef void* heap_realloc(Arena a, void* ptr, size_t size) except NULL:
         raise ValueError("realloc of memory the arena did not hand to NumPy")
     if size > a.map.reserved:
         raise ArenaFullError(f"{size} bytes do not fit in the arena")
+    heap_reserve(h)
     need = _block_size(size)
     start = h.recs[i].start
     old = h.recs[i].size
@@ -637,6 +629,9 @@ cdef void heap_drop_from(Arena a, size_t offset) noexcept:
     cdef Heap* h = &a.heap
     cdef int32_t i
     if offset == 0:
+        h.top_dirty = 0
+        if h.nrecs == 0:
+            return  # nothing to forget (the common reset: no NumPy blocks)
         h.nrecs = 0
         h.spare = NO_REC
         h.top = NO_REC
@@ -647,7 +642,6 @@ cdef void heap_drop_from(Arena a, size_t offset) noexcept:
         memset(h.sl_bitmap, 0, sizeof(h.sl_bitmap))
         memset(h.heads, 0xFF, sizeof(h.heads))
         h.oldest = h.newest = NO_REC
-        h.top_dirty = 0
         return
     h.top = NO_REC
     for i in range(h.nrecs):

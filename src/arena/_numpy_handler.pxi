@@ -14,6 +14,7 @@
 # alive for as long as any array it allocated lives, so the arena outlives its blocks.
 # Included by _core.pyx.
 
+from cpython.exc cimport PyErr_Clear
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.stdint cimport uintptr_t
@@ -45,18 +46,27 @@ ctypedef struct HandlerCtx:
 
 # -- the heap's side, with the GIL held ------------------------------------------------------
 
+# heap_alloc and heap_realloc raise on failure; called through these types they just return
+# NULL with the error set, which the callback clears (NumPy raises its own MemoryError): no
+# try/except, whose exception-state bookkeeping cost more than the heap's work.
+ctypedef void* (*HeapAlloc)(Arena, size_t, bint) noexcept
+ctypedef void* (*HeapRealloc)(Arena, void*, size_t) noexcept
+cdef HeapAlloc heap_alloc_or_null = <HeapAlloc>heap_alloc
+cdef HeapRealloc heap_realloc_or_null = <HeapRealloc>heap_realloc
+
+
 cdef void* _held_alloc(HandlerCtx* c, size_t size, bint zero) noexcept:
-    try:
-        return heap_alloc(<Arena>c.arena, size, zero)
-    except BaseException:  # NumPy turns NULL into its own MemoryError
-        return NULL
+    cdef void* p = heap_alloc_or_null(<Arena>c.arena, size, zero)
+    if p == NULL:
+        PyErr_Clear()
+    return p
 
 
 cdef void* _held_realloc(HandlerCtx* c, void* ptr, size_t size) noexcept:
-    try:
-        return heap_realloc(<Arena>c.arena, ptr, size)
-    except BaseException:
-        return NULL
+    cdef void* p = heap_realloc_or_null(<Arena>c.arena, ptr, size)
+    if p == NULL:
+        PyErr_Clear()
+    return p
 
 
 cdef void* _held_free(HandlerCtx* c, void* ptr, size_t size) noexcept:

@@ -198,8 +198,9 @@ class ArenaOptions:
 
     def _replace(self, **changes) -> ArenaOptions:
         new = object.__new__(ArenaOptions)
-        for name in self.__slots__:
-            object.__setattr__(new, name, changes.get(name, getattr(self, name)))
+        for name in self.__slots__:  # (getattr only for what does not change)
+            object.__setattr__(new, name, changes[name] if name in changes else
+                               getattr(self, name))
         return new
 
     def __setattr__(self, name, value):

@@ -9,3 +9,4 @@ cdef extern from "Python.h":
     bint PyLong_CheckExact(object o)
     bint PyTuple_CheckExact(object o)
     bint PyGILState_Check() nogil
+    int PyList_SetSlice(object lst, Py_ssize_t low, Py_ssize_t high, PyObject* items) except -1
