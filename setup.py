@@ -37,6 +37,7 @@ extensions = [
         # C lines in tracebacks: Cython caches traceback code objects by Python line alone,
         # which the .pxi files share, so without them a frame can show another function.
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION"),
+                       ("NPY_TARGET_VERSION", "NPY_2_0_API_VERSION"),  # numpy>=2 anyway
                        ("CYTHON_CLINE_IN_TRACEBACK", "1")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,

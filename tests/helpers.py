@@ -32,6 +32,17 @@ def check_child(code: str, **kwargs) -> str:
     return out.stdout
 
 
+def close_after_run(*objs) -> None:
+    """Close the arenas or Growables of a state machine at its teardown. After a failing
+    step its traceback may still hold a view, so close() raises BufferError: the step's
+    failure is what hypothesis reports, not that."""
+    for obj in objs:
+        try:
+            obj.close()
+        except BufferError:
+            pass
+
+
 def smaps(start: int, end: int, pid: str = "self") -> dict:
     """kB fields (in bytes), VmFlags and mapping count of ``[start, end)`` from smaps."""
     return mapping_stats(start, end - start, pid)

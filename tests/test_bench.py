@@ -26,25 +26,30 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
     assert set(_bench.CASES) <= set(cases)
     for name, case in cases.items():
         assert case["arena"]["label"] and case["peer"]["label"], name
-        assert case["target_unit"] in ("ratio", "seconds"), name
+        assert case["target_unit"] in ("ratio", "seconds", "bytes"), name
         if case["skipped"]:  # alloc_raw without Cython or a compiler
             assert name.startswith("alloc_raw") and case["note"].startswith("skipped: ")
             assert case["arena"]["seconds"] is None and case["ratio"] is None
             assert case["met"] is None
             continue
         arena, peer = case["arena"]["seconds"], case["peer"]["seconds"]
-        assert arena > 0 and peer > 0, name
+        assert (arena >= 0 if case["unit"] == "B" else arena > 0) and peer > 0, name
         assert case["ratio"] == pytest.approx(arena / peer, rel=1e-12), name
-        judged = arena if case["target_unit"] == "seconds" else case["ratio"]
+        judged = case["ratio"] if case["target_unit"] == "ratio" else arena
         if case["target"] is None:
             assert case["met"] is None, name
         else:
             assert case["met"] == (judged <= case["target"]), name
+    # (the last row of each name: heap's is its largest count, calloc's the untouched zeros)
     assert {name: cases[name]["target"] for name in _bench.CASES if name != "numpy_allocator"} == {
-        "empty": 0.5, "step": 0.3, "touch": 0.25, "reset": 0.001, "alloc_raw": 2e-9}
-    assert {name: cases[name]["target_unit"] for name in _bench.CASES}["alloc_raw"] == "seconds"
-    assert {cases[name]["target_unit"] for name in _bench.CASES if name != "alloc_raw"} == {
-        "ratio"}
+        "empty": 0.5, "step": 0.3, "touch": 0.25, "reset": 0.001, "alloc_raw": 2e-9,
+        "heap": 1.0, "calloc": None, "purge": 64 << 20, "fromiter": 1.6, "growable": 0.5,
+        "shared": 0.25}
+    units = {name: cases[name]["target_unit"] for name in _bench.CASES}
+    assert units.pop("alloc_raw") == "seconds" and units.pop("purge") == "bytes"
+    assert set(units.values()) == {"ratio"}
+    assert [c["target"] for c in doc["cases"] if c["case"] == "calloc/thp"] == [1.0, 1.0, None]
+    assert cases["heap/temporaries"]["target"] == 1.0
     assert doc["environment"]["plan"] == "smoke"
     # Progress: one line per case on stderr, nothing else on stdout but the JSON.
     assert [line.split(":")[0] for line in err.splitlines()] == [
@@ -143,3 +148,30 @@ def test_table_has_target_and_met_columns(capsys):
     assert "<= 0.001" in row
     row = next(line for line in out.splitlines() if line.startswith("alloc_raw "))
     assert "<= 2 ns" in row and row.split()[-1] in ("yes", "no", "skipped")
+
+
+def test_growable_rows(capsys):
+    doc, _ = run_json(capsys, "--cases", "growable")
+    rows = {c["case"]: c for c in doc["cases"]}
+    assert list(rows) == ["growable", "growable/rss", "growable/resize", "growable/np.append",
+                          "growable/append"]
+    assert {name: (r["target"], r["unit"]) for name, r in rows.items()} == {
+        "growable": (0.5, "s"), "growable/rss": (0.55, "B"), "growable/resize": (1.0, "s"),
+        "growable/np.append": (1.0, "s"), "growable/append": (3.0, "s")}
+    rss = rows["growable/rss"]
+    assert rss["per"] == "peak RSS"
+    assert rss["arena"]["seconds"] > 0 and rss["peer"]["seconds"] > 0  # bytes, from children
+    assert rows["growable"]["arena"]["seconds"] == rows["growable/resize"]["arena"]["seconds"]
+    builds = rows["growable"]["extra"]["builds"]
+    assert len({b["checksum"] for k, b in builds.items() if k.endswith(" 1 MiB")}) == 1
+    assert main(["bench", "--smoke", "--cases", "growable"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("growable/rss "))
+    assert "MiB" in row and "<= 0.55" in row
+
+
+def test_growable_builds_agree():
+    from arena.tools.bench_growable import build
+    want = build("concatenate", 1 << 20, 1 << 14)
+    for kind in ("growable", "resize", "append"):
+        assert np.array_equal(build(kind, 1 << 20, 1 << 14), want), kind

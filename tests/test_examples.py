@@ -4,6 +4,7 @@ import platform
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -32,3 +33,16 @@ def test_shared_reader():
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="emits x86-64 code")
 def test_tiny_jit():
     assert run("tiny_jit.py").strip() == "add42(100) = 142; protection = READ_EXECUTE"
+
+
+def test_sensor_log(tmp_path):
+    path = tmp_path / "sensor.npy"
+    out = run("sensor_log.py", "--bursts", "20", "--path", str(path)).splitlines()
+    n = int(out[0].split()[1])
+    assert out[0] == f"logged {n} rows of (time, temperature, pressure) in 20 bursts"
+    assert out[1] == "the first view is still valid and in place: True"
+    assert out[2].startswith(f"np.load sees {n} rows, mean temperature 21.5, file ")
+    assert out[2].endswith(f" = header + {n * 24}")
+    assert out[3] == f"reopened with {n} rows, appended one: {n + 1}"
+    log = np.load(path)
+    assert log.shape == (n + 1, 3) and (np.diff(log[:, 0]) > 0).all()

@@ -30,6 +30,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 
 import arena
 from arena import Arena, ArenaFullError, ArenaOptions, Flags, Protection, UnsafeFlags
+from helpers import close_after_run
 
 PAGE = arena.page_size()
 R, W, X = 1, 2, 4
@@ -206,10 +207,7 @@ class ArenaMachine(RuleBasedStateMachine):
     def teardown(self):
         self.live.clear()
         self.marks.clear()
-        try:
-            self.arena.close()
-        except BufferError:
-            pass  # a failing step's traceback may still hold a view; the failure is reported
+        close_after_run(self.arena)
 
 
 @pytest.mark.slow
@@ -287,11 +285,7 @@ class FuzzMachine(RuleBasedStateMachine):
             return
         self.items.clear()
         self.foreign = None
-        for arena_ in (self.a, self.other):
-            try:
-                arena_.close()
-            except BufferError:
-                pass  # a failing step's traceback may hold a view; the failure is reported
+        close_after_run(self.a, self.other)
 
     # -- the model -----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ bump-pointer speed; free them wholesale with ``reset()``, marks and scopes.
 ...     print(shape, a.used)
 (256, 256) 0
 """
-from ._core import Arena, Mark
+from ._core import Arena, Growable, Mark
 from ._errors import ArenaError, ArenaFullError, CommitError
 from ._options import ArenaOptions, Flags, PageSize, Protection, UnsafeFlags
 from ._system import allocation_granularity, page_size, page_sizes, system_info
@@ -20,7 +20,7 @@ from ._system import allocation_granularity, page_size, page_sizes, system_info
 __version__ = "0.1.0"
 
 __all__ = [
-    "Arena", "ArenaError", "ArenaFullError", "ArenaOptions", "CommitError", "Flags", "Mark",
-    "PageSize", "Protection", "UnsafeFlags", "allocation_granularity", "page_size",
+    "Arena", "ArenaError", "ArenaFullError", "ArenaOptions", "CommitError", "Flags", "Growable",
+    "Mark", "PageSize", "Protection", "UnsafeFlags", "allocation_granularity", "page_size",
     "page_sizes", "system_info",
 ]

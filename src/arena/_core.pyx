@@ -56,6 +56,7 @@ include "_shared_pickle.pxi"
 
 
 include "_arena.pxi"
+include "_growable.pxi"
 
 
 cdef class Arena:
@@ -184,7 +185,7 @@ cdef class Arena:
         if self.sh is not None:
             return _shared_decommit(self)
         if _purgeable(self):
-            heap_purge(self, True, 0)
+            heap_purge(self, True, 0, -1)
             heap_purge_above(self)
 
     def __dealloc__(self):

@@ -2,7 +2,9 @@
 # _Frame of the mark level it was allocated in, so a frame's reference count, less the
 # arena's own reference, is the number of live views of that level. Included by _core.pyx.
 
-from arena._pyapi cimport Py_REFCNT, PyList_GET_ITEM, PyList_GET_SIZE, PyObject
+from cpython.pyport cimport PY_SSIZE_T_MAX
+
+from arena._pyapi cimport Py_REFCNT, PyList_GET_ITEM, PyList_GET_SIZE, PyList_SetSlice, PyObject
 
 
 cdef class _Frame:
@@ -123,8 +125,9 @@ cdef Py_ssize_t _views_since(Arena a, Py_ssize_t level, bint writable_only):
 
 cdef int _drop_levels_from(Arena a, Py_ssize_t level) except -1:
     """Forget mark levels ``level`` and up (their memory is free again)."""
-    del a.frames_rw[level:]
-    del a.frames_ro[level:]
+    # (PyList_SetSlice: ``del lst[level:]`` would build a slice object on every reset)
+    PyList_SetSlice(a.frames_rw, level, PY_SSIZE_T_MAX, NULL)
+    PyList_SetSlice(a.frames_ro, level, PY_SSIZE_T_MAX, NULL)
     if level:
         a.level_start = (<_Frame>a.frames_rw[level - 1]).start
     return 0

@@ -10,7 +10,8 @@
 #   back to it.
 # - Purge: blocks free for longer than the purge delay give their whole pages back
 #   (MADV_DONTNEED), lazily from the allocator's own calls, oldest first; a steady loop that
-#   reuses its temporaries sooner never has them purged.
+#   reuses its temporaries sooner never has them purged. Blocks of PURGE_AT_ONCE and more
+#   go back as soon as they are freed.
 # Blocks under a live view() (below view_end) are never handed out again: pinned lazily when
 # a search meets them. Fresh memory comes from the arena's bump pointer (_bump), never below
 # the newest mark. Included by _core.pyx.
@@ -44,7 +45,15 @@ cdef enum:
     BLOCK_LIVE = 1
     BLOCK_FREE = 2
     BLOCK_PINNED = 3            # free, but under a view(): never handed out again
-    CALLOC_GIVE_BACK = 4 << 20  # calloc of this much on THP: pages back to the kernel
+    CALLOC_GIVE_BACK = 32 << 20  # calloc of this much on THP: pages back to the kernel
+    # A freed block this large goes back to the OS at once, purge delay or not (unless the
+    # delay is None), as glibc's mmap threshold and jemalloc's oversize_threshold do: keeping
+    # it would cost the machine more memory than faulting it in again costs time, and
+    # neighbours that check free memory (NumPy's own tests do) see it gone.
+    PURGE_AT_ONCE = 256 << 20
+    # Blocks one lazy purge gives back at most (a madvise each): the rest waits for the next
+    # call, so that no NumPy call stalls on thousands of freed holes at once.
+    PURGE_BUDGET = 16
 
 cdef size_t KEY_EMPTY = <size_t>-1
 
@@ -97,20 +106,17 @@ cdef int _ht_resize(HTable* t, size_t capacity) except -1:
     return 0
 
 
-cdef int _ht_put(HTable* t, size_t key, int32_t val) except -1:
-    cdef size_t i
-    if (t.count + 1) * 2 > t.mask + 1:  # keep the load under one half
-        _ht_resize(t, (t.mask + 1) * 2 if t.mask else 64)
-    i = _slot(t, key)
+cdef void _ht_put(HTable* t, size_t key, int32_t val) noexcept nogil:
+    """Needs room: heap_reserve first."""
+    cdef size_t i = _slot(t, key)
     while t.keys[i] != KEY_EMPTY:
         if t.keys[i] == key:
             t.vals[i] = val
-            return 0
+            return
         i = (i + 1) & t.mask
     t.keys[i] = key
     t.vals[i] = val
     t.count += 1
-    return 0
 
 
 cdef void _ht_del(HTable* t, size_t key) noexcept nogil:
@@ -139,23 +145,32 @@ cdef void _ht_del(HTable* t, size_t key) noexcept nogil:
 
 # -- records ---------------------------------------------------------------------------------
 
-cdef int32_t _rec_new(Heap* h, size_t start, size_t size, uint8_t state) except NO_REC:
-    cdef int32_t i
+cdef int heap_reserve(Heap* h) except -1:
+    """Room for two more records and index entries: what an allocation, a split or a realloc
+    does after this cannot fail, so that nothing it began has to be undone."""
     cdef HBlock* grown
     cdef int32_t cap
+    if h.nrecs + 2 > h.caprecs:
+        if h.caprecs >= (1 << 30):
+            raise MemoryError("too many NumPy blocks in one arena")
+        cap = h.caprecs * 2 if h.caprecs else 256
+        grown = <HBlock*>realloc(h.recs, cap * sizeof(HBlock))
+        if grown == NULL:
+            raise MemoryError()
+        h.recs = grown
+        h.caprecs = cap
+    if (h.index.count + 2) * 2 > h.index.mask + 1:  # keep the load under one half
+        _ht_resize(&h.index, (h.index.mask + 1) * 2 if h.index.mask else 64)
+    return 0
+
+
+cdef int32_t _rec_new(Heap* h, size_t start, size_t size, uint8_t state) noexcept nogil:
+    """Needs room: heap_reserve first."""
+    cdef int32_t i
     if h.spare != NO_REC:
         i = h.spare
         h.spare = h.recs[i].next
     else:
-        if h.nrecs == h.caprecs:
-            if h.caprecs >= (1 << 30):
-                raise MemoryError("too many NumPy blocks in one arena")
-            cap = h.caprecs * 2 if h.caprecs else 256
-            grown = <HBlock*>realloc(h.recs, cap * sizeof(HBlock))
-            if grown == NULL:
-                raise MemoryError()
-            h.recs = grown
-            h.caprecs = cap
         i = h.nrecs
         h.nrecs += 1
     h.recs[i].start = start
@@ -288,16 +303,12 @@ cdef inline void _free_remove(Heap* h, int32_t i) noexcept nogil:
     _queue_remove(h, i)
 
 
-cdef int32_t _split(Heap* h, int32_t i, size_t size, uint8_t state) except NO_REC:
+cdef int32_t _split(Heap* h, int32_t i, size_t size, uint8_t state) noexcept nogil:
     """Cut block ``i`` after ``size`` bytes; the rest becomes a new record of ``state``
-    (not yet filed anywhere but the index), which is returned."""
+    (not yet filed anywhere but the index), which is returned. Needs room: heap_reserve."""
     cdef size_t start = h.recs[i].start
     cdef int32_t j = _rec_new(h, start + size, h.recs[i].size - size, state)
-    try:
-        _ht_put(&h.index, start + size, j)
-    except BaseException:
-        _rec_del(h, j)
-        raise
+    _ht_put(&h.index, start + size, j)
     h.recs[j].purged = h.recs[i].purged
     h.recs[j].left = i
     h.recs[j].right = h.recs[i].right
@@ -367,15 +378,17 @@ cdef void heap_purge_above(Arena a) noexcept nogil:
     a.heap.top_dirty = 0
 
 
-cdef void heap_purge(Arena a, bint everything, uint64_t now) noexcept nogil:
+cdef void heap_purge(Arena a, bint everything, uint64_t now, int budget) noexcept nogil:
     """Purge the free blocks that have waited the purge delay (all of them with
-    ``everything``), and the memory above the bump pointer the heap left there."""
+    ``everything``; at most ``budget`` of them unless it is negative), and the memory above
+    the bump pointer the heap left there."""
     cdef Heap* h = &a.heap
     if not _purgeable(a):
         return
-    while h.oldest != NO_REC and (everything or now - h.recs[h.oldest].freed_at >=
-                                  h.purge_delay_ns):
+    while h.oldest != NO_REC and budget != 0 and (
+            everything or now - h.recs[h.oldest].freed_at >= h.purge_delay_ns):
         _purge_block(a, h.oldest)
+        budget -= 1
     if h.top_dirty > a.nused and (everything or now - h.top_freed_at >= h.purge_delay_ns):
         heap_purge_above(a)
 
@@ -394,7 +407,7 @@ cdef uint64_t heap_tick(Arena a) noexcept nogil:
     now = coarse_ns()
     if (h.oldest != NO_REC and now - h.recs[h.oldest].freed_at >= h.purge_delay_ns) or \
             (h.top_dirty > a.nused and now - h.top_freed_at >= h.purge_delay_ns):
-        heap_purge(a, False, now)
+        heap_purge(a, False, now, PURGE_BUDGET)
     return now
 
 
@@ -408,8 +421,9 @@ cdef void _zero(Arena a, size_t start, size_t size) noexcept nogil:
     """Zero ``[start, start + size)`` for calloc. On transparent huge pages a large range
     goes back to the kernel instead (whole 2 MiB pages): a read then maps the huge zero page
     and a write faults in a zeroed huge page at about memset's speed, which is what NumPy's
-    own calloc gets from fresh memory. On 4 KiB pages a fault costs more than memset, which
-    therefore serves everywhere else (measured in the closing note of the heap's issue)."""
+    own calloc gets from fresh memory (glibc mmaps requests of 32 MiB and more; smaller ones
+    it memsets too). On 4 KiB pages a fault costs more than memset, which therefore serves
+    everywhere else."""
     cdef size_t end = start + size, first, last
     if size >= CALLOC_GIVE_BACK and (a.map.flags & F_THP) and _purge_zeroes(a) and \
             _purgeable(a):
@@ -448,6 +462,7 @@ cdef void* heap_alloc(Arena a, size_t size, bint zero) except NULL:
         _check_allocatable(a)
     if size > a.map.reserved:
         raise ArenaFullError(f"{size} bytes do not fit in the arena")
+    heap_reserve(h)
     need = _block_size(size)
     while True:
         i = _find_fit(h, need)
@@ -463,11 +478,7 @@ cdef void* heap_alloc(Arena a, size_t size, bint zero) except NULL:
                 _free_insert(h, _split(h, i, end - start, BLOCK_FREE), now)
             continue
         if h.recs[i].size - need >= HEAP_GRAIN:  # split off the rest
-            try:
-                _free_insert(h, _split(h, i, need, BLOCK_FREE), now)
-            except BaseException:
-                _free_insert(h, i, now)
-                raise
+            _free_insert(h, _split(h, i, need, BLOCK_FREE), now)
         h.recs[i].state = BLOCK_LIVE
         h.live += 1
         h.live_bytes += h.recs[i].size
@@ -478,16 +489,8 @@ cdef void* heap_alloc(Arena a, size_t size, bint zero) except NULL:
     fresh = _fresh_from(a)
     p = _bump(a, need, HEAP_GRAIN)
     start = <size_t>(p - a.base)
-    try:
-        i = _rec_new(h, start, need, BLOCK_LIVE)
-        try:
-            _ht_put(&h.index, start, i)
-        except BaseException:
-            _rec_del(h, i)
-            raise
-    except BaseException:
-        a.nused = start
-        raise
+    i = _rec_new(h, start, need, BLOCK_LIVE)
+    _ht_put(&h.index, start, i)
     j = h.top
     if j != NO_REC and h.recs[j].start + h.recs[j].size == start:
         h.recs[i].left = j
@@ -515,15 +518,16 @@ cdef void heap_free(Arena a, void* ptr) noexcept:
     it ends there, else file it by size. Unknown pointers are ignored."""
     cdef Heap* h = &a.heap
     cdef int32_t i = _live_block(a, ptr), j
-    cdef size_t end, floor
+    cdef size_t end, floor, freed
     cdef uint64_t now
     if i == NO_REC:
         return
     now = heap_tick(a)
+    freed = h.recs[i].size  # (the at-once purge goes by what was freed, not what it merged into)
     h.live -= 1
     if h.live == 0 and a.sh is not None:
         _shared_heap_idle(a)
-    h.live_bytes -= h.recs[i].size
+    h.live_bytes -= freed
     h.recs[i].state = BLOCK_FREE
     h.recs[i].purged = False
     j = h.recs[i].right
@@ -552,8 +556,12 @@ cdef void heap_free(Arena a, void* ptr) noexcept:
         h.top = j  # the highest block left, or unknown
         _ht_del(&h.index, h.recs[i].start)
         _rec_del(h, i)
+        if freed >= PURGE_AT_ONCE and now and _purgeable(a):
+            heap_purge_above(a)
         return
     _free_insert(h, i, now)
+    if freed >= PURGE_AT_ONCE and now and _purgeable(a):
+        _purge_block(a, i)
 
 
 cdef void* heap_realloc(Arena a, void* ptr, size_t size) except NULL:
@@ -570,6 +578,7 @@ cdef void* heap_realloc(Arena a, void* ptr, size_t size) except NULL:
         raise ValueError("realloc of memory the arena did not hand to NumPy")
     if size > a.map.reserved:
         raise ArenaFullError(f"{size} bytes do not fit in the arena")
+    heap_reserve(h)
     need = _block_size(size)
     start = h.recs[i].start
     old = h.recs[i].size
@@ -624,6 +633,9 @@ cdef void heap_drop_from(Arena a, size_t offset) noexcept:
     cdef Heap* h = &a.heap
     cdef int32_t i
     if offset == 0:
+        h.top_dirty = 0
+        if h.nrecs == 0:
+            return  # nothing to forget (the common reset: no NumPy blocks)
         h.nrecs = 0
         h.spare = NO_REC
         h.top = NO_REC
@@ -634,7 +646,6 @@ cdef void heap_drop_from(Arena a, size_t offset) noexcept:
         memset(h.sl_bitmap, 0, sizeof(h.sl_bitmap))
         memset(h.heads, 0xFF, sizeof(h.heads))
         h.oldest = h.newest = NO_REC
-        h.top_dirty = 0
         return
     h.top = NO_REC
     for i in range(h.nrecs):

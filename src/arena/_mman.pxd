@@ -8,6 +8,7 @@ cdef extern from "<sys/mman.h>" nogil:
     int MAP_HUGETLB, MAP_HUGE_SHIFT
     int MADV_DONTNEED, MADV_HUGEPAGE, MADV_DONTDUMP, MADV_SEQUENTIAL, MADV_RANDOM
     int MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_REMOVE
+    int MADV_NOHUGEPAGE
     int MS_SYNC, MS_ASYNC
     int MFD_CLOEXEC, MFD_HUGETLB
     void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset)

@@ -10,17 +10,22 @@ cdef extern from "numpy/arrayobject.h":
     int PyArray_SetBaseObject(ndarray arr, object base) except -1  # steals ``base``
 
     # NEP 49: NumPy's data allocation handler, a PyCapsule named "mem_handler". NumPy calls
-    # it with the GIL held (it raises Python errors and warnings on those paths), so the
-    # callbacks are declared to hold it.
+    # it without the GIL on some paths (np.fromstring's parser reallocs with threads allowed).
     ctypedef struct PyDataMemAllocator:
         void* ctx
-        void* (*malloc)(void* ctx, size_t size) noexcept
-        void* (*calloc)(void* ctx, size_t nelem, size_t elsize) noexcept
-        void* (*realloc)(void* ctx, void* ptr, size_t new_size) noexcept
-        void (*free)(void* ctx, void* ptr, size_t size) noexcept
+        void* (*malloc)(void* ctx, size_t size) noexcept nogil
+        void* (*calloc)(void* ctx, size_t nelem, size_t elsize) noexcept nogil
+        void* (*realloc)(void* ctx, void* ptr, size_t new_size) noexcept nogil
+        void (*free)(void* ctx, void* ptr, size_t size) noexcept nogil
     ctypedef struct PyDataMem_Handler:
         char name[127]
         unsigned char version
         PyDataMemAllocator allocator
     object PyDataMem_SetHandler(object handler)
+    object PyDataMem_GetHandler()
     PyObject* PyDataMem_DefaultHandler  # NumPy's own handler (malloc with its bucket cache)
+
+cdef extern from "numpy/arrayobject.h":
+    # One Python value into one item's bytes, converting as ``arr[i] = value`` does.
+    # Takes the descriptor as a raw pointer (the Growable passes <void*>descr).
+    int PyArray_Pack(void* descr, void* item, object value) except -1

@@ -8,3 +8,5 @@ cdef extern from "Python.h":
     Py_ssize_t PyList_GET_SIZE(object lst)
     bint PyLong_CheckExact(object o)
     bint PyTuple_CheckExact(object o)
+    bint PyGILState_Check() nogil
+    int PyList_SetSlice(object lst, Py_ssize_t low, Py_ssize_t high, PyObject* items) except -1

@@ -1,7 +1,8 @@
 """``python -m arena bench``: the headline comparisons, arena against its peer, in one process.
 
-Six cases, each with a target for the ratio arena time / peer time (``alloc_raw``: for the
-time itself):
+Seven cases, each with a target for the ratio arena time / peer time (``alloc_raw``: for the
+time itself; ``growable``: for its rows, below), and the NEP 49 heap's cases in
+:mod:`arena.tools.bench_heap`:
 
 ===============  ===============================================  =====================  ======
 case             arena                                            peer                   target
@@ -15,6 +16,8 @@ numpy_allocator  ``y = np.sqrt(x * 2.0 + y) - np.abs(y - x)`` on  the same expre
                  8 MiB arrays inside ``a.numpy_allocator()``      NumPy's allocator
 alloc_raw        ``alloc_raw(64, 16)`` from a module that         ``np.empty(8)``        2 ns
                  cimports ``arena._core``                         (information only)     (time)
+growable         build 256 MiB from 64 KiB chunks with            list of chunks +       0.5
+                 ``Growable.extend``: time, and peak RSS          ``np.concatenate``     0.55
 ===============  ===============================================  =====================  ======
 
 ``numpy_allocator`` has a row for a plain (4 KiB page) arena and one for a
@@ -22,18 +25,20 @@ alloc_raw        ``alloc_raw(64, 16)`` from a module that         ``np.empty(8)`
 NumPy's own allocator gets (see :func:`case_numpy_allocator`), and each row's note gives
 the *compute floor*: the same ufuncs writing with ``out=`` into preallocated buffers, which
 no allocator can beat. ``alloc_raw`` is skipped, with a note, when Cython or a C compiler
-is missing; it also has a row for the inline ``nogil`` ``arena_bump``.
+is missing; it also has a row for the inline ``nogil`` ``arena_bump``. ``growable``
+(:mod:`arena.tools.bench_growable`) runs each build in a fresh process, for honest peak RSS,
+and adds rows against a doubling buffer with ``np.resize`` and ``np.append`` per chunk
+(target: faster, ratio < 1) and ``append`` of one float against ``list.append`` (<= 3).
 
 Times are best-of-N (the minimum is the run least disturbed by the rest of the machine,
 as :mod:`timeit` argues); arena and peer repeats alternate so that drift hits both. When
 pyarrow or cymem is installed, ``empty`` gains rows against them too, without targets.
-The full run takes about 20 s on two cores (3 s of it building the Cython module);
-``--quick`` about half of that.
+The full run takes about 20 s on two cores (3 s of it building the Cython module), and
+``growable`` 20 s more (its builds' processes); ``--quick`` about half of that.
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import json
 import math
@@ -59,7 +64,7 @@ from .._format import format_bytes, format_time
 # (bench_heap) come after it for the same reason; the shared arena's (bench_shared), which
 # fork worker processes, come last.
 CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "step", "touch",
-         "reset", "alloc_raw", "shared")
+         "reset", "alloc_raw", "growable", "shared")
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -86,6 +91,12 @@ class Plan:
     expr_repeat: int
     raw_count: int
     raw_repeat: int
+    grow_bytes: int
+    grow_chunk: int
+    grow_append_bytes: int
+    grow_repeat: int
+    append_number: int
+    append_repeat: int
 
 
 FULL = Plan(empty_number=100_000, empty_repeat=7,
@@ -93,19 +104,25 @@ FULL = Plan(empty_number=100_000, empty_repeat=7,
             touch_bytes=512 * MiB, touch_repeat=9,
             reset_allocations=1_000_000, reset_repeat=5,
             expr_elements=MiB, expr_steps=20, expr_repeat=5,
-            raw_count=10_000_000, raw_repeat=7)
+            raw_count=10_000_000, raw_repeat=7,
+            grow_bytes=256 * MiB, grow_chunk=64 * KiB, grow_append_bytes=16 * MiB,
+            grow_repeat=5, append_number=1_000_000, append_repeat=7)
 QUICK = Plan(empty_number=50_000, empty_repeat=3,
              step_elements=MiB, step_number=10, step_repeat=3,
              touch_bytes=512 * MiB, touch_repeat=2,
              reset_allocations=1_000_000, reset_repeat=2,
              expr_elements=MiB, expr_steps=10, expr_repeat=3,
-             raw_count=10_000_000, raw_repeat=3)
+             raw_count=10_000_000, raw_repeat=3,
+             grow_bytes=256 * MiB, grow_chunk=64 * KiB, grow_append_bytes=16 * MiB,
+             grow_repeat=3, append_number=1_000_000, append_repeat=3)
 SMOKE = Plan(empty_number=2_000, empty_repeat=2,
              step_elements=16 * KiB, step_number=3, step_repeat=2,
              touch_bytes=8 * MiB, touch_repeat=1,
              reset_allocations=10_000, reset_repeat=2,
              expr_elements=16 * KiB, expr_steps=2, expr_repeat=2,
-             raw_count=10_000, raw_repeat=2)
+             raw_count=10_000, raw_repeat=2,
+             grow_bytes=MiB, grow_chunk=64 * KiB, grow_append_bytes=256 * KiB,
+             grow_repeat=1, append_number=10_000, append_repeat=2)
 
 
 @dataclass
@@ -576,19 +593,27 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
     ]
 
 
-@functools.cache
+# The one build of this process: a list rather than functools.cache, whose wrapper's
+# signature mypy's stubtest cannot match with the function's.
+_consumer: list = []
+
+
 def consumer():
     """(module, "") with ``arena.cython_example`` built, once per process, or (None, why)
     when this machine cannot build it: Cython, a C compiler or the Python headers missing.
     Any other build failure is an error."""
+    if _consumer:
+        return _consumer[0]
     why = cython_example.missing_toolchain()
     if why is not None:
-        return None, why
+        _consumer.append((None, why))
+        return _consumer[0]
     folder = tempfile.mkdtemp(prefix="arena-bench-")
     try:
-        return cython_example.build(folder), ""
+        _consumer.append((cython_example.build(folder), ""))
     finally:  # the extension stays loaded after its file is gone
         shutil.rmtree(folder, ignore_errors=True)
+    return _consumer[0]
 
 
 ALLOC_RAW_TARGET = 2e-9  # seconds per call
@@ -758,8 +783,11 @@ def run(args: argparse.Namespace) -> int:
             rows = bench_heap.RUNNERS[case](plan, progress)
         elif case in bench_shared.RUNNERS:
             rows = bench_shared.RUNNERS[case](plan, progress)
-        else:
+        elif case == "alloc_raw":
             rows = case_alloc_raw(plan, progress)
+        else:
+            from .bench_growable import case_growable  # it imports Result from here
+            rows = case_growable(plan, progress)
         head = rows[0]
         if head.skipped:
             progress.done(head.note)

@@ -80,7 +80,7 @@ def case_heap(plan: Plan, progress: Progress) -> list[Result]:
             per = 2 * n  # arrays made per run
             label = f"{n:.0e} live np.full(8, i), half freed at random, made again"
             rows.append(Result("heap", label, t_default / per, "NumPy's allocator",
-                               t_numpy / per, 1.0 if n == 100_000 else None, repeat,
+                               t_numpy / per, 1.0 if n == max(_sizes(plan)) else None, repeat,
                                per="array"))
             rows.append(Result("heap/threshold 0", label + ", arena heap for all",
                                t_every / per, "NumPy's allocator", t_numpy / per, None, repeat,
