@@ -92,8 +92,9 @@ cdef inline object _wrap(Arena a, char* data, int nd, cnp.npy_intp* dims, cnp.dt
     return _wrap_strided(data, nd, dims, NULL, descr, flags, base)
 
 
-cdef object _wrap_strided(char* data, int nd, cnp.npy_intp* dims, cnp.npy_intp* strides,
-                          cnp.dtype descr, int flags, object base):
+cdef inline object _wrap_strided(char* data, int nd, cnp.npy_intp* dims,
+                                 cnp.npy_intp* strides, cnp.dtype descr, int flags,
+                                 object base):
     """An ndarray over ``data`` whose base is ``base`` (a frame, or a shared arena's
     lease); ``strides`` NULL for contiguous."""
     Py_INCREF(descr)  # both calls steal a reference
@@ -129,20 +130,14 @@ cdef object _new(Arena a, object shape, object dtype, object order, object align
     cdef int flags = cnp.NPY_ARRAY_WRITEABLE
     cdef size_t fresh = _fresh_from(a)
     cdef char* p
-    cdef object base
-    cdef _Lease lease
     if order is not _C:  # the default object: skip the string comparison
         flags |= _order_flag(order)
-    if a.sh is None:
-        p = <char*>a.alloc_raw(nbytes, al)
-        base = _top_frame(a)
-    else:
-        lease = _shared_new(a, nbytes, al)
-        p = a.base + lease.lo
-        base = lease
+    if a.sh is not None:
+        return _shared_array(a, nbytes, al, nd, dims, descr, flags, zero)
+    p = <char*>a.alloc_raw(nbytes, al)
     if zero and p - a.base < <Py_ssize_t>fresh:
         memset(p, 0, min(nbytes, fresh - <size_t>(p - a.base)))
-    return _wrap(a, p, nd, dims, descr, flags, base)
+    return _wrap(a, p, nd, dims, descr, flags, _top_frame(a))
 
 
 cdef void _rollback(Arena a, size_t used, Py_ssize_t nalloc, size_t expected_used) noexcept:
@@ -167,7 +162,7 @@ cdef object _like(Arena a, prototype, dtype, order, shape, align, bint zero):
 
 cdef int _decommit_above(Arena a, size_t used) except -1:
     if a.sh is not None:
-        return _shared_decommit(a)
+        return _shared_decommit(a, used)
     cdef size_t keep = round_up(used, a.page)
     if keep >= a.map.committed:
         return 0

@@ -183,7 +183,7 @@ cdef class Arena:
         """
         _check_open(self)
         if self.sh is not None:
-            return _shared_decommit(self)
+            return _shared_decommit(self, 0)
         if _purgeable(self):
             heap_purge(self, True, 0, -1)
             heap_purge_above(self)

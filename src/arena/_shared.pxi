@@ -644,13 +644,17 @@ cdef Py_ssize_t _shared_take(Arena a, _Shared sh, size_t nbytes, size_t align,
     return start
 
 
-cdef _Lease _shared_new(Arena a, size_t nbytes, size_t align):
-    """An allocation for an array: its lease, whose ``lo`` is where the bytes start."""
+cdef object _shared_array(Arena a, size_t nbytes, size_t align, int nd, cnp.npy_intp* dims,
+                          cnp.dtype descr, int flags, bint zero):
+    """_new's allocation in a shared arena: an array whose base is a lease of its own (the
+    memory may have been another process's before: ``zero`` clears it all)."""
     cdef _Shared sh = _sh(a)
     cdef _Lease l = _Lease.__new__(_Lease)
     cdef Py_ssize_t start = _shared_take(a, sh, nbytes, align, True)
     _lease_link(sh, l, _top_frame(a), start, start + nbytes if nbytes else start + 1)
-    return l
+    if zero:
+        memset(a.base + start, 0, nbytes)
+    return _wrap(a, a.base + start, nd, dims, descr, flags, l)
 
 
 cdef char* _shared_bump(Arena a, size_t nbytes, size_t align) except NULL:
@@ -811,13 +815,14 @@ cdef int _shared_reset(Arena a, bint decommit) except -1:
     _push_frame(a, 0)
     _top_frame(a).gen = arena_load(&sh.ctl.gen)
     if decommit:
-        _shared_decommit(a)
+        _shared_decommit(a, 0)
     return 0
 
 
-cdef int _shared_decommit(Arena a) except -1:
-    """Punch the pages above the bump out of the memfd, for every process: reserved first
-    (the bump moved over them), so nothing is handed out there while they go."""
+cdef int _shared_decommit(Arena a, size_t used) except -1:
+    """Punch the pages above the bump (and above ``used``: a Growable's items) out of the
+    memfd, for every process: reserved first (the bump moved over them), so nothing is
+    handed out there while they go."""
     cdef _Shared sh = _sh(a)
     cdef arena_ctl_t* c = sh.ctl
     cdef Mapping* m = a.map
@@ -826,7 +831,7 @@ cdef int _shared_decommit(Arena a) except -1:
     for tries in range(8):
         w = arena_load(&c.word)
         cur = w & ARENA_OFF_MASK
-        keep = round_up(cur, m.page)
+        keep = round_up(max(cur, used), m.page)
         top = arena_load(&c.attempted)
         if keep >= top:
             break
@@ -844,7 +849,7 @@ cdef int _shared_decommit(Arena a) except -1:
             arena_cas(&c.committed, &x, min(x, keep))
         arena_cas(&c.word, &held, cur | ((held + ARENA_SEQ_ONE) & SEQ_MASK))
         break
-    keep = round_up(arena_load(&c.word) & ARENA_OFF_MASK, m.page)
+    keep = round_up(max(arena_load(&c.word) & ARENA_OFF_MASK, used), m.page)
     if keep < m.committed:  # this process's own page tables and guard pages
         mapping_uncommit_local(m, keep)
     if err:
