@@ -56,6 +56,18 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
         f"[{i}/{len(_bench.CASES)}] {name}" for i, name in enumerate(_bench.CASES, 1)]
 
 
+def test_shared_rows(capsys):
+    doc, _ = run_json(capsys, "--cases", "shared")
+    batch, rss, empty = doc["cases"]
+    assert [r["case"] for r in doc["cases"]] == ["shared", "shared/rss", "shared/empty"]
+    assert [r["target"] for r in doc["cases"]] == [0.25, 0.6, 1.5]
+    assert {r["target_unit"] for r in doc["cases"]} == {"ratio"}
+    assert batch["per"] == "batch" and batch["extra"]["cold_seconds"] > 0
+    assert rss["unit"] == "B" and "pickled" in rss["peer"]["label"]
+    assert rss["extra"]["read_all_pickled"] > 0 and "reading every byte" in rss["note"]
+    assert "private arena" in empty["peer"]["label"]
+
+
 def test_numpy_allocator_rows(capsys):
     doc, _ = run_json(capsys, "--cases", "numpy_allocator")
     plain, thp = doc["cases"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import resource
 import timeit
 from concurrent.futures import ProcessPoolExecutor
 
@@ -73,7 +74,8 @@ def _reset_peak() -> bool:
 
 
 def _batch(pool, make, n, count, read_all):
-    """Run one batch; (seconds, RSS growth at the peak while the results are held)."""
+    """Run one batch; (seconds, RSS growth at the peak while the results are held, counted
+    as at least one page so that a ratio exists)."""
     gc.collect()
     peak_ok = _reset_peak()
     before = _status("VmRSS")
@@ -87,7 +89,7 @@ def _batch(pool, make, n, count, read_all):
     seconds = timeit.default_timer() - start
     grew = (_status("VmHWM") if peak_ok else _status("VmRSS")) - before
     del results, r
-    return seconds, max(grew, 0)
+    return seconds, max(grew, resource.getpagesize())
 
 
 def case_shared(plan: Plan, progress: Progress) -> list[Result]:
@@ -129,7 +131,8 @@ def case_shared(plan: Plan, progress: Progress) -> list[Result]:
         Result("shared", f"{label} in a shared arena", best[0],
                f"{label} returned normally (pickled)", best[1], 0.25, repeat, per="batch",
                note=f"ProcessPoolExecutor (fork), 2 workers, empty + fill in the worker; the "
-                    f"arena's first batch, committing its pages: {format_time(cold)}",
+                    f"arena's first batch, committing its pages: {format_time(cold)} (ratio "
+                    f"{cold / best[1]:.3f})",
                extra={"cold_seconds": cold}),
         Result("shared/rss", f"parent RSS growth, {label} in a shared arena", rss[0],
                "parent RSS growth, pickled", rss[1], 0.6, 1, per="batch", unit="B",
