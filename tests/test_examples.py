@@ -46,3 +46,12 @@ def test_sensor_log(tmp_path):
     assert out[3] == f"reopened with {n} rows, appended one: {n + 1}"
     log = np.load(path)
     assert log.shape == (n + 1, 3) and (np.diff(log[:, 0]) > 0).all()
+
+
+def test_shared_pool():
+    out = run("shared_pool.py", "--results", "6", "--mib", "2").splitlines()
+    for round_, (head, figures) in enumerate([out[0:2], out[2:4]]):
+        assert head.startswith(f"round {round_}: 6 results of 2 MiB, views of the arena: "
+                               "True, largest |mean| ")
+        assert figures.endswith("arena used 12 MiB by 6 allocations from 3 process(es)")
+    assert out[4] == "after the pool: used 0, committed 12 MiB"

@@ -101,11 +101,11 @@ cdef size_t CTL_SIZE = round_up(sizeof(arena_ctl_t), 4096)
 cdef uint64_t SEQ_MASK = ~ARENA_OFF_MASK
 cdef uint64_t FLOOR_NONE = ARENA_OFF_MASK  # a free that freed nothing (its swap failed)
 # Offsets live in 48 bits; x86-64 and arm64 user space is 47 or 48 bits wide anyway.
-MAX_SHARED_SIZE = 1 << 47
+_MAX_SHARED_SIZE = 1 << 47
 # How long reset/release wait for another process's views to go before refusing (0.1 s in
 # all): a pool worker drops its result just after sending it, and the parent may already
 # have it and reset by then.
-GRACE = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.037)
+_GRACE = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.037)
 
 
 cdef struct LeaseNode:
@@ -389,8 +389,8 @@ cdef int _reserve(Arena a, options, int prot) except -1:
     cdef Mapping* m = a.map
     cdef int err
     cdef struct_stat st
-    if options.size > MAX_SHARED_SIZE:
-        raise ValueError(f"a shared arena holds at most {MAX_SHARED_SIZE} bytes")
+    if options.size > _MAX_SHARED_SIZE:
+        raise ValueError(f"a shared arena holds at most {_MAX_SHARED_SIZE} bytes")
     a.sh = sh
     sh.region = a.region
     sh.arena = <PyObject*>a
@@ -723,7 +723,7 @@ cdef int _free_to(Arena a, _Shared sh, uint64_t floor, str what) except -1:
     cdef uint64_t w = arena_load(&c.word), g
     while True:
         holder = _holder_above(sh, floor)  # even with nothing to free: an empty view counts
-        for pause in GRACE if holder is not None else ():
+        for pause in _GRACE if holder is not None else ():
             time.sleep(pause)
             holder = _holder_above(sh, floor)
             if holder is None:
