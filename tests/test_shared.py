@@ -262,10 +262,10 @@ def test_figures_are_arena_wide_and_views_are_checked():
     with pytest.raises(BufferError):
         a.release(m)
     del y
-    a.release(m)
+    assert a.release(m) is None and a.purge() is None and a.decommit() is None
     assert a.used == 800 and a.num_allocations == 1 and a.live_views == 2
     del x, v
-    a.reset(decommit=True)
+    assert a.reset(decommit=True) is None
     assert a.used == 0 and a.committed == 0 and a.high_water == 912
     a.close()
     with pytest.raises(ValueError):

@@ -183,7 +183,8 @@ cdef class Arena:
         """
         _check_open(self)
         if self.sh is not None:
-            return _shared_decommit(self, 0)
+            _shared_decommit(self, 0)
+            return
         if _purgeable(self):
             heap_purge(self, True, 0, -1)
             heap_purge_above(self)
@@ -443,8 +444,8 @@ cdef class Arena:
         """release(mark)
 
         Free everything allocated since ``mark`` (and every later mark). BufferError while
-        views allocated since then are alive; ValueError for a mark already released or
-        from another arena.
+        views allocated since then are alive (in a shared arena: in any live process);
+        ValueError for a mark already released or from another arena.
 
         Examples
         --------
@@ -462,7 +463,8 @@ cdef class Arena:
         0
         """
         if self.sh is not None:
-            return _shared_release(self, mark)
+            _shared_release(self, mark)
+            return
         _check_open(self)
         if mark.owner is not self:
             raise ValueError("the mark belongs to another arena")
@@ -505,8 +507,9 @@ cdef class Arena:
     def reset(self, *, decommit=False):
         """reset(*, decommit=False)
 
-        Free everything, in O(1). BufferError while any view is alive. ``decommit=True``
-        also returns the committed pages to the OS (RSS drops).
+        Free everything, in O(1). BufferError while any view is alive (in a shared arena:
+        in any live process, whose views get 0.1 s to go). ``decommit=True`` also returns
+        the committed pages to the OS (RSS drops).
 
         Examples
         --------
@@ -519,7 +522,8 @@ cdef class Arena:
         (0, 0)
         """
         if self.sh is not None:
-            return _shared_reset(self, decommit)
+            _shared_reset(self, decommit)
+            return
         _check_open(self)
         cdef Py_ssize_t live = _views_since(self, 0, False)
         if live:
