@@ -554,6 +554,23 @@ def test_fork_child_holds_the_views_it_inherited_and_close_is_local(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_child_that_execs_holds_nothing(tmp_path):
+    run(tmp_path, """
+        import subprocess, sys
+        a = shared(1 << 28)
+        x = a.full(10, 1.0)
+        # preexec_fn makes subprocess run the at-fork hooks: the child takes a slot for the
+        # view it inherits, then exec drops everything (the descriptors are CLOEXEC).
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                             preexec_fn=lambda: None)
+        del x
+        a.reset()
+        assert [pid for pid, _ in arena._core._live_processes(a)] in ([], [os.getpid()])
+        p.kill(); p.wait()
+        """)
+
+
+@pytest.mark.slow
 def test_numpy_allocator_blocks_of_another_process_hold_the_arena(tmp_path):
     run(tmp_path, """
         a = shared(1 << 28)

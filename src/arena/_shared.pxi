@@ -120,6 +120,7 @@ cdef class _Shared:
     Outlives the Arena object while arrays from it are alive."""
     cdef arena_ctl_t* ctl       # NULL once detached
     cdef int ctl_fd
+    cdef object ctl_ino         # the control block's inode: what a holder's fd must show
     cdef int slot               # this process's slot, or -1 until it needs one
     cdef bytes id
     cdef _Region region         # the data mapping
@@ -235,17 +236,31 @@ def _proc_stat(pid):
     return fields[0], int(fields[19])
 
 
-cdef bint _process_alive(int64_t pid, uint64_t start_time):
-    """Whether ``pid`` is the live process that took the slot (not a zombie, not a new
-    process that got the pid)."""
-    if pid < 0:
+cdef bint _slot_alive(_Shared sh, arena_slot_t* s, int64_t pid):
+    """Whether process ``pid`` of slot ``s`` may still hold views: alive (not a zombie), the
+    process that took the slot (not a new one that got its pid), and still holding the
+    control block (a process that called exec after fork holds nothing: CLOEXEC)."""
+    cdef bint claiming = pid < 0
+    if claiming:
         pid = -pid
     if pid == 0 or (kill(<int>pid, 0) != 0 and errno == ESRCH):
         return False
     st = _proc_stat(pid)
-    if st is None or st[0] in (b"Z", b"X", b"x"):
+    if st is None:
+        return _proc_stat("self") is None  # without /proc, kill() is all there is to go by
+    if st[0] in (b"Z", b"X", b"x"):
         return False
-    return start_time == 0 or st[1] == start_time
+    if claiming:
+        return True
+    start_time = arena_load(&s.start_time)
+    if start_time and st[1] != start_time:
+        return False
+    try:
+        return os.stat(f"/proc/{pid}/fd/{s.ctl_fd}").st_ino == sh.ctl_ino
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # not ours to look at: assume it holds
 
 
 cdef void _fold(arena_ctl_t* c, arena_slot_t* s) noexcept nogil:
@@ -265,12 +280,13 @@ cdef int _claim(_Shared sh) except -1:
     cdef int64_t me = getpid()
     cdef uint64_t cur
     cdef int i, sweep
-    start_time = _proc_stat(me)[1]
+    st = _proc_stat(me)
+    start_time = st[1] if st is not None else 0
     for sweep in range(2):
         for i in range(ARENA_SLOTS):
             s = &c.slots[i]
             cur = arena_load(<uint64_t*>&s.pid)
-            if cur != 0 and (sweep == 0 or _process_alive(<int64_t>cur, s.start_time)):
+            if cur != 0 and (sweep == 0 or _slot_alive(sh, s, <int64_t>cur)):
                 continue
             if not arena_cas(<uint64_t*>&s.pid, &cur, <uint64_t>(-me)):
                 continue
@@ -325,7 +341,7 @@ cdef object _holder_above(_Shared sh, uint64_t floor):
         pid = <int64_t>arena_load(<uint64_t*>&s.pid)
         if pid <= 0 or arena_load(&s.top) <= floor:
             continue
-        if _process_alive(pid, arena_load(&s.start_time)):
+        if _slot_alive(sh, s, pid):
             return pid, arena_load(&s.views)
     return None
 
@@ -341,7 +357,7 @@ def _live_processes(Arena a):
     for i in range(arena_load(&sh.ctl.nslots)):
         s = &sh.ctl.slots[i]
         pid = <int64_t>arena_load(<uint64_t*>&s.pid)
-        if pid > 0 and _process_alive(pid, arena_load(&s.start_time)):
+        if pid > 0 and _slot_alive(sh, s, pid):
             out.append((pid, arena_load(&s.views)))
     return out
 
@@ -430,6 +446,7 @@ cdef int _reserve(Arena a, options, int prot) except -1:
     elif sh.ctl.data_dev != st.st_dev or sh.ctl.data_ino != st.st_ino:
         raise ValueError("the descriptors given are not one shared arena's")
     sh.id = bytes(sh.ctl.id[:16])
+    sh.ctl_ino = os.fstat(sh.ctl_fd).st_ino
     sh.pg = arena_load(&sh.ctl.punch_gen)
     _map_data(m, options)
     _advise(m)
