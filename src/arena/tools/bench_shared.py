@@ -15,7 +15,8 @@ travel as an offset and are views of the same memory in the parent, so the paren
 the pages it reads; pickled results cross a pipe and are copied into the parent. The note of
 ``shared/rss`` also gives the RSS growth when the parent reads every byte: the arena's
 results then map into the parent as well (shared pages, the same ones the workers wrote: no
-copy), so the two sides come close. Times are best of interleaved repeats: the arena reuses
+copy), so the two sides come close; the proportional set size (each shared page divided
+among the processes that map it) shows the difference that remains. Times are best of interleaved repeats: the arena reuses
 its pages after ``reset()``, the pickled side allocates fresh memory every batch, as code
 returning arrays from a pool does; the arena's first (cold) batch is in the note.
 """
@@ -55,8 +56,8 @@ def _make_plain(n, i):
     return x
 
 
-def _status(name):
-    with open("/proc/self/status") as f:
+def _status(name, path="/proc/self/status"):
+    with open(path) as f:
         for line in f:
             if line.startswith(name + ":"):
                 return int(line.split()[1]) * 1024
@@ -75,10 +76,12 @@ def _reset_peak() -> bool:
 
 def _batch(pool, make, n, count, read_all):
     """Run one batch; (seconds, RSS growth at the peak while the results are held, counted
-    as at least one page so that a ratio exists)."""
+    as at least one page so that a ratio exists, and the growth of the proportional set
+    size while they are: the parent's share of pages that other processes map too)."""
     gc.collect()
     peak_ok = _reset_peak()
     before = _status("VmRSS")
+    pss = _status("Pss", "/proc/self/smaps_rollup")
     start = timeit.default_timer()
     results = list(pool.map(make, [n] * count, range(count)))
     for i, r in enumerate(results):
@@ -88,8 +91,9 @@ def _batch(pool, make, n, count, read_all):
             raise AssertionError(f"result {i} does not add up")
     seconds = timeit.default_timer() - start
     grew = (_status("VmHWM") if peak_ok else _status("VmRSS")) - before
+    pss = _status("Pss", "/proc/self/smaps_rollup") - pss
     del results, r
-    return seconds, max(grew, resource.getpagesize())
+    return seconds, max(grew, resource.getpagesize()), pss
 
 
 def case_shared(plan: Plan, progress: Progress) -> list[Result]:
@@ -106,13 +110,13 @@ def case_shared(plan: Plan, progress: Progress) -> list[Result]:
     try:
         for pool in pools:  # start the workers before any array exists (fork copies views)
             list(pool.map(abs, range(4)))
-        cold, _ = _batch(pools[0], _make_in_arena, n, count, False)
+        cold = _batch(pools[0], _make_in_arena, n, count, False)[0]
         a.reset()
         best = [float("inf")] * 2
         rss = [0, 0]
         for r in range(repeat):
             for side, (pool, make) in enumerate(zip(pools, (_make_in_arena, _make_plain))):
-                seconds, grew = _batch(pool, make, n, count, False)
+                seconds, grew, _ = _batch(pool, make, n, count, False)
                 best[side] = min(best[side], seconds)
                 rss[side] = grew
                 if side == 0:
@@ -120,7 +124,7 @@ def case_shared(plan: Plan, progress: Progress) -> list[Result]:
             progress.tick(r + 1, repeat)
         read_all = []
         for pool, make in zip(pools, (_make_in_arena, _make_plain)):
-            read_all.append(_batch(pool, make, n, count, True)[1])
+            read_all.append(_batch(pool, make, n, count, True)[1:])
             a.reset()
     finally:
         for pool in pools:
@@ -137,10 +141,14 @@ def case_shared(plan: Plan, progress: Progress) -> list[Result]:
         Result("shared/rss", f"parent RSS growth, {label} in a shared arena", rss[0],
                "parent RSS growth, pickled", rss[1], 0.6, 1, per="batch", unit="B",
                note=f"the parent holds the results and checks a stamp at both ends of each; "
-                    f"reading every byte instead: {format_bytes(read_all[0])} (shared pages "
-                    f"the workers wrote, no copy) against {format_bytes(read_all[1])} "
-                    f"(ratio {read_all[0] / max(read_all[1], 1):.2f})",
-               extra={"read_all_arena": read_all[0], "read_all_pickled": read_all[1]}),
+                    f"reading every byte instead: {format_bytes(read_all[0][0])} (shared "
+                    f"pages the workers wrote, no copy) against {format_bytes(read_all[1][0])} "
+                    f"(ratio {read_all[0][0] / read_all[1][0]:.2f}); the proportional set "
+                    f"size then grows by {format_bytes(max(read_all[0][1], 0))} against "
+                    f"{format_bytes(max(read_all[1][1], 0))}",
+               extra={"read_all_arena": read_all[0][0], "read_all_pickled": read_all[1][0],
+                      "read_all_pss_arena": read_all[0][1],
+                      "read_all_pss_pickled": read_all[1][1]}),
     ]
     rows.append(_case_empty(plan, progress))
     return rows
