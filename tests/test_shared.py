@@ -156,6 +156,39 @@ def shared(size, flags=Flags(0)):
     return ArenaOptions(size).with_flags(Flags.SHARED | flags).reserve()
 
 
+class forked:  # a fork child that runs ``steps`` one at a time, each when step() says
+    def __init__(self, *steps):
+        go_r, self.go = os.pipe()
+        self.done, done_w = os.pipe()
+        self.left = len(steps) + 1
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.go); os.close(self.done)
+            code = 0
+            try:
+                for step in steps + (lambda: None,):
+                    os.read(go_r, 1)
+                    step()
+                    os.write(done_w, b".")
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+                code = 1
+            os._exit(code)
+        os.close(go_r); os.close(done_w)
+
+    def step(self):
+        self.left -= 1
+        os.write(self.go, b".")
+        assert os.read(self.done, 1) == b".", "the child failed"
+
+    def finish(self):
+        while self.left:
+            self.step()
+        _, status = os.waitpid(self.pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
 def refused(call, error, says=""):  # call() must raise error, saying ``says``
     try:
         call()
@@ -512,20 +545,14 @@ def test_release_waits_for_views_since_the_mark_in_any_process(tmp_path):
         a = shared(1 << 28)
         before = a.full(10, 1.0)
         m = a.mark()
-        r, w = os.pipe(); r2, w2 = os.pipe()
-        pid = os.fork()
-        if pid == 0:                             # holds an old view and a new one
-            x = a.full(10, 2.0)
-            os.write(w, b"1"); os.read(r2, 1)
-            del x                                # drops the new one, keeps ``before``
-            os.write(w, b"2"); os.read(r2, 1)
-            os._exit(0)
-        os.read(r, 1)
-        refused(lambda: a.release(m), BufferError, f"process {pid}")
-        os.write(w2, b"x"); os.read(r, 1)
-        a.release(m)                             # ``before`` is below the mark
+        new = []                                 # the child holds ``before`` and a new one
+        child = forked(lambda: new.append(a.full(10, 2.0)), new.clear)
+        child.step()
+        refused(lambda: a.release(m), BufferError, f"process {child.pid}")
+        child.step()                             # drops the new one, keeps ``before``
+        a.release(m)
         assert a.used == 80
-        os.write(w2, b"x"); os.waitpid(pid, 0)
+        child.finish()
         """)
 
 
@@ -533,23 +560,21 @@ def test_release_waits_for_views_since_the_mark_in_any_process(tmp_path):
 def test_fork_child_holds_the_views_it_inherited_and_close_is_local(tmp_path):
     run(tmp_path, """
         a = shared(1 << 28)
-        x = a.full(10, 1.0)
-        r, w = os.pipe(); r2, w2 = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.read(r2, 1)
-            x[:] = 5                             # its inherited view still works...
-            del x
+        box = [a.full(10, 1.0)]
+
+        def in_child():
+            box[0][:] = 5                        # its inherited view still works...
+            box.clear()
             a.close()                            # ...and close() is this process's only
-            os.write(w, b"1"); os.read(r2, 1)
-            os._exit(0)
-        del x
-        refused(a.reset, BufferError, f"process {pid} holds 1 live view")  # inherited
-        os.write(w2, b"x"); os.read(r, 1)
+
+        child = forked(in_child)
+        assert (box.pop() == 1).all()
+        refused(a.reset, BufferError, f"process {child.pid} holds 1 live view")
+        child.step()
         a.reset()                                # the child dropped it and closed
         y = a.full(10, 2.0)
         assert (y == 2).all() and a.offset_of(y) == 0
-        os.write(w2, b"x"); os.waitpid(pid, 0)
+        child.finish()
         """)
 
 
@@ -574,24 +599,21 @@ def test_a_child_that_execs_holds_nothing(tmp_path):
 def test_numpy_allocator_blocks_of_another_process_hold_the_arena(tmp_path):
     run(tmp_path, """
         a = shared(1 << 28)
-        r, w = os.pipe(); r2, w2 = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            with a.numpy_allocator():
-                t = np.ones(1 << 16)
-                u = np.ones(1 << 16) * 2         # blocks handed out from the shared bump
-            os.write(w, b"1"); os.read(r2, 1)
-            del t, u                             # the heap is empty: it holds nothing now
-            os.write(w, b"2"); os.read(r2, 1)
-            os._exit(0)
-        os.read(r, 1)
+        blocks = []
+
+        def in_child():
+            with a.numpy_allocator():            # blocks handed out from the shared bump
+                blocks.extend([np.ones(1 << 16), np.ones(1 << 16) * 2])
+
+        child = forked(in_child, blocks.clear)   # then the heap is empty: it holds nothing
+        child.step()
         x = a.zeros(10)                          # after the child's blocks
         assert a.offset_of(x) >= 2 * 8 * (1 << 16)
         del x
-        refused(a.reset, BufferError, f"process {pid}")   # its NumPy arrays
-        os.write(w2, b"x"); os.read(r, 1)
+        refused(a.reset, BufferError, f"process {child.pid}")   # its NumPy arrays
+        child.step()
         a.reset()
-        os.write(w2, b"x"); os.waitpid(pid, 0)
+        child.finish()
         """)
 
 
@@ -603,18 +625,14 @@ def test_memory_policy_flags_in_every_process(tmp_path, flags):
     run(tmp_path, f"""
         a = shared(1 << 28, Flags({int(flags)}))
         x = a.full(1 << 18, 1.0)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
+
+        def in_child():
             y = a.full(1 << 18, 2.0)
-            st = mapping_stats(a.address, a.reserved)
-            ok = (y == 2).all() and (x == 1).all()
+            assert (y == 2).all() and (x == 1).all()
             if Flags.NO_CORE_DUMP in a.options.flags:
-                ok = ok and "dd" in st["VmFlags"]
-            os.write(w, b"1" if ok else b"0")
-            os._exit(0)
-        assert os.read(r, 1) == b"1"
-        os.waitpid(pid, 0)
+                assert "dd" in mapping_stats(a.address, a.reserved)["VmFlags"]
+
+        forked(in_child).finish()
         assert a.used == 2 * 8 * (1 << 18)
         assert (a.view(8 << 18, 1 << 18) == 2).all()
         """)
