@@ -33,7 +33,6 @@ The full run takes about 20 s on two cores (3 s of it building the Cython module
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import json
 import math
@@ -575,19 +574,24 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
     ]
 
 
-@functools.cache
 def consumer():
     """(module, "") with ``arena.cython_example`` built, once per process, or (None, why)
     when this machine cannot build it: Cython, a C compiler or the Python headers missing.
     Any other build failure is an error."""
-    why = cython_example.missing_toolchain()
-    if why is not None:
-        return None, why
-    folder = tempfile.mkdtemp(prefix="arena-bench-")
-    try:
-        return cython_example.build(folder), ""
-    finally:  # the extension stays loaded after its file is gone
-        shutil.rmtree(folder, ignore_errors=True)
+    # Memoised by hand: stubtest cannot match a functools.cache wrapper's signature.
+    if not _consumer:
+        why = cython_example.missing_toolchain()
+        if why is not None:
+            return None, why
+        folder = tempfile.mkdtemp(prefix="arena-bench-")
+        try:
+            _consumer.append(cython_example.build(folder))
+        finally:  # the extension stays loaded after its file is gone
+            shutil.rmtree(folder, ignore_errors=True)
+    return _consumer[0], ""
+
+
+_consumer: list = []
 
 
 ALLOC_RAW_TARGET = 2e-9  # seconds per call
