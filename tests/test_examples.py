@@ -32,3 +32,14 @@ def test_shared_reader():
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="emits x86-64 code")
 def test_tiny_jit():
     assert run("tiny_jit.py").strip() == "add42(100) = 142; protection = READ_EXECUTE"
+
+
+@pytest.mark.slow
+def test_dask_arena():
+    out = run("dask_arena.py", "--size", "800", "--chunk", "200")
+    if out.startswith("skipped:"):  # without the extra the example says so and exits 0
+        assert "arena[dask]" in out
+        pytest.skip(out.strip())
+    sums = {line.rsplit("sum = ", 1)[1] for line in out.splitlines() if "sum = " in line}
+    assert len(sums) == 1, out  # identical results, with and without arenas
+    assert "ArenaExecutor: 2 thread arenas" in out and "ArenaPlugin: worker arenas'" in out
