@@ -26,25 +26,27 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
     assert set(_bench.CASES) <= set(cases)
     for name, case in cases.items():
         assert case["arena"]["label"] and case["peer"]["label"], name
-        assert case["target_unit"] in ("ratio", "seconds"), name
-        if case["skipped"]:  # alloc_raw without Cython or a compiler
-            assert name.startswith("alloc_raw") and case["note"].startswith("skipped: ")
+        assert case["target_unit"] in ("ratio", "seconds", "bytes"), name
+        if case["skipped"]:  # alloc_raw without Cython or a compiler, dask without Dask
+            assert name.startswith(("alloc_raw", "dask")) and case["note"].startswith("skipped: ")
             assert case["arena"]["seconds"] is None and case["ratio"] is None
             assert case["met"] is None
             continue
         arena, peer = case["arena"]["seconds"], case["peer"]["seconds"]
-        assert arena > 0 and peer > 0, name
+        assert peer > 0 and (arena > 0 or case["unit"] == "count"), name  # faults may be 0
         assert case["ratio"] == pytest.approx(arena / peer, rel=1e-12), name
         judged = arena if case["target_unit"] == "seconds" else case["ratio"]
         if case["target"] is None:
             assert case["met"] is None, name
         else:
             assert case["met"] == (judged <= case["target"]), name
-    assert {name: cases[name]["target"] for name in _bench.CASES if name != "numpy_allocator"} == {
+    headline = ("empty", "step", "touch", "reset", "alloc_raw")
+    assert {name: cases[name]["target"] for name in headline} == {
         "empty": 0.5, "step": 0.3, "touch": 0.25, "reset": 0.001, "alloc_raw": 2e-9}
-    assert {name: cases[name]["target_unit"] for name in _bench.CASES}["alloc_raw"] == "seconds"
-    assert {cases[name]["target_unit"] for name in _bench.CASES if name != "alloc_raw"} == {
+    assert cases["alloc_raw"]["target_unit"] == "seconds"
+    assert {cases[name]["target_unit"] for name in headline if name != "alloc_raw"} == {
         "ratio"}
+    assert cases["purge"]["target_unit"] == "bytes"
     assert doc["environment"]["plan"] == "smoke"
     # Progress: one line per case on stderr, nothing else on stdout but the JSON.
     assert [line.split(":")[0] for line in err.splitlines()] == [
@@ -143,3 +145,13 @@ def test_table_has_target_and_met_columns(capsys):
     assert "<= 0.001" in row
     row = next(line for line in out.splitlines() if line.startswith("alloc_raw "))
     assert "<= 2 ns" in row and row.split()[-1] in ("yes", "no", "skipped")
+
+
+def test_bench_skips_without_dask(capsys, monkeypatch):
+    from arena.tools import bench_dask
+    monkeypatch.setattr(bench_dask, "missing", lambda: "no dask here")
+    assert main(["bench", "--smoke", "--json", "--cases", "dask,dask_cluster"]) == 0
+    cases = json.loads(capsys.readouterr().out)["cases"]
+    assert [c["case"] for c in cases] == ["dask", "dask/faults", "dask/high water",
+                                          "dask_cluster"]
+    assert all(c["skipped"] and c["note"] == "skipped: no dask here" for c in cases)
