@@ -28,14 +28,19 @@ def _expression(n=N):
     return expression(DaskPlan(n=n, chunk=CHUNK, repeat=1, computations=1, processes=True))
 
 
-class ThreadedExpression:
-    params = ["ThreadPoolExecutor", "ArenaExecutor"]
-    param_names = ["pool"]
+class _Computations:
+    """A call is one computation of seconds: run once a sample, no warm-up calls."""
+
     number = 1
-    repeat = 3
     rounds = 1
     warmup_time = 0
     timeout = 900
+
+
+class ThreadedExpression(_Computations):
+    params = ["ThreadPoolExecutor", "ArenaExecutor"]
+    param_names = ["pool"]
+    repeat = 3
 
     def setup(self, kind):
         _need_dask()
@@ -60,8 +65,7 @@ class ThreadedExpression:
     track_minor_faults.unit = "faults"
 
 
-class HighWater:
-    timeout = 900
+class HighWater(_Computations):
 
     def setup(self):
         _need_dask()
@@ -79,14 +83,10 @@ class HighWater:
     track_high_water_after_15_over_first.unit = "ratio"
 
 
-class Cluster:
+class Cluster(_Computations):
     params = ["without", "ArenaPlugin"]
     param_names = ["plugin"]
-    number = 1
     repeat = 2
-    rounds = 1
-    warmup_time = 0
-    timeout = 900
 
     def setup(self, kind):
         _need_dask()

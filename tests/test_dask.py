@@ -7,6 +7,7 @@ so that they take seconds; each test that registers the plugin unregisters it ag
 import contextvars
 import gc
 import importlib.util
+import os
 import sys
 import threading
 import time
@@ -72,7 +73,7 @@ def test_import_without_dask_names_the_extra():
 @needs_dask
 def test_default_options_follow_the_machine():
     opts = default_options()
-    physical = _system.page_size() * __import__("os").sysconf("SC_PHYS_PAGES")
+    physical = _system.page_size() * os.sysconf("SC_PHYS_PAGES")
     assert opts.size >= physical and opts.size & (opts.size - 1) == 0
     assert opts.purge_delay == 2.0
     thp = _system.thp_mode() in ("always", "madvise")
@@ -177,6 +178,7 @@ def test_calls_that_enter_a_captured_context_still_allocate_in_the_arena():
 
 
 @needs_dask
+@pytest.mark.rlimit  # counts resident memory
 def test_idle_threads_give_their_memory_back():
     opts = ArenaOptions(1 << 32).with_purge_delay(0.1)
 

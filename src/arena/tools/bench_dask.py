@@ -79,6 +79,10 @@ def _load() -> str:
     return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def _secs(times) -> str:
+    return "[" + ", ".join(f"{t:.2f}" for t in times) + "] s"
+
+
 def _skipped(names, why):
     return [Result(name, label, float("nan"), peer, float("nan"), target, 0,
                    f"skipped: {why}", skipped=True) for name, label, peer, target in names]
@@ -149,7 +153,8 @@ def case_dask(plan: Plan, progress: Progress) -> list[Result]:
         Result("dask", rows[0][1], t_arena, rows[0][2], t_plain, 0.85, p.repeat,
                f"threaded scheduler; ArenaExecutor defaults ({flags}, purge delay "
                f"{opts.purge_delay} s, {format_bytes(opts.size)} reserved a thread); "
-               f"results identical ({results.pop()!r}); {load}", per="compute",
+               f"results identical ({results.pop()!r}); times {_secs(times['arena'])} "
+               f"against {_secs(times['plain'])}; {load}", per="compute",
                extra={"arena_seconds": times["arena"], "plain_seconds": times["plain"],
                       "load": load}),
         Result("dask/faults", rows[1][1], f_arena, rows[1][2], f_plain, 0.1, p.repeat,
@@ -219,7 +224,8 @@ def case_dask_cluster(plan: Plan, progress: Progress) -> list[Result]:
             f"{'yes' if in_use else 'NO'} (arena high water "
             f"{', '.join(format_bytes(sum(h)) for h in high.values())}); {where} minor faults "
             f"a run, median: {statistics.median(faults['arena']):.0f} with the plugin, "
-            f"{statistics.median(faults['plain']):.0f} without; load {load_before} before, "
+            f"{statistics.median(faults['plain']):.0f} without; times {_secs(times['arena'])} "
+            f"against {_secs(times['plain'])}; load {load_before} before, "
             f"{_load()} after")
     return [Result("dask_cluster", rows[0][1], min(times["arena"]), rows[0][2],
                    min(times["plain"]), 0.9, p.repeat, note, per="compute",
