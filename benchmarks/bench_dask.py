@@ -25,7 +25,8 @@ def _need_dask():
 
 def _expression(n=N):
     from arena.tools.bench_dask import DaskPlan, expression
-    return expression(DaskPlan(n=n, chunk=CHUNK, repeat=1, computations=1, processes=True))
+    return expression(DaskPlan(n=n, chunk=CHUNK, repeat=1, cluster_repeat=1, computations=1,
+                               processes=True))
 
 
 class _Computations:
