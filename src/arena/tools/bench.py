@@ -29,7 +29,7 @@ as :mod:`timeit` argues); arena and peer repeats alternate so that drift hits bo
 pyarrow or cymem is installed, ``empty`` gains rows against them too, without targets.
 The full run takes about 20 s on two cores (3 s of it building the Cython module);
 ``--quick`` about half of that. The Dask cases (:mod:`.bench_dask`: ``dask``,
-``dask_cluster``; skipped without Dask) add three to four minutes, ``--quick`` two.
+``dask_cluster``; skipped without Dask) add about four minutes, ``--quick`` two.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ needs it, from a seed the graph fixes, so every run computes the same numbers an
 array ever exists whole. Each side runs once untimed first, then the repeats alternate
 between the sides; times are best of the repeats, faults the median. The cases are
 skipped, with a note, when Dask is not installed (``pip install 'arena[dask]'``).
-The full run takes three to four minutes on two idle cores: one computation is about 8 s.
+The full run takes about four minutes on two idle cores: one computation takes 4-8 s.
 """
 from __future__ import annotations
 
