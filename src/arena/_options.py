@@ -209,6 +209,14 @@ class ArenaOptions:
     def __delattr__(self, name):
         raise AttributeError("ArenaOptions is immutable; use the with_* methods")
 
+    def __reduce__(self):
+        # Options travel by value to other processes (a Dask worker plugin, a process pool's
+        # initargs); a file object or descriptor means nothing there, a path does.
+        if self._file is not None and not isinstance(self._file, (str, bytes, os.PathLike)):
+            raise TypeError("ArenaOptions backed by a file object or descriptor cannot be "
+                            "pickled; give with_file() the path instead")
+        return (_options_from_state, (tuple((n, getattr(self, n)) for n in self.__slots__),))
+
     def _key(self):
         return tuple(getattr(self, name) for name in self.__slots__)
 
@@ -631,3 +639,11 @@ def _size_name(size: int) -> str:
         if size >= 1 << shift and size % (1 << shift) == 0:
             return f"{size >> shift}{unit} ({size})"
     return str(size)
+
+
+def _options_from_state(state) -> ArenaOptions:
+    """Unpickle an :class:`ArenaOptions` from its ``(slot, value)`` pairs."""
+    new = object.__new__(ArenaOptions)
+    for name, value in state:
+        object.__setattr__(new, name, value)
+    return new

@@ -33,8 +33,10 @@ and adds rows against a doubling buffer with ``np.resize`` and ``np.append`` per
 Times are best-of-N (the minimum is the run least disturbed by the rest of the machine,
 as :mod:`timeit` argues); arena and peer repeats alternate so that drift hits both. When
 pyarrow or cymem is installed, ``empty`` gains rows against them too, without targets.
-The full run takes about 20 s on two cores (3 s of it building the Cython module), and
-``growable`` 20 s more (its builds' processes); ``--quick`` about half of that.
+The full run takes about 20 s on two cores (3 s of it building the Cython module),
+``growable`` 20 s more (its builds' processes); ``--quick`` about half of that. The
+Dask cases (:mod:`.bench_dask`: ``dask``, ``dask_cluster``; skipped without Dask) add
+about four minutes, ``--quick`` two.
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ from .._format import format_bytes, format_time
 # freed 8 MiB blocks, and the other cases' allocations change that. The NEP 49 heap's cases
 # (bench_heap) come after it for the same reason.
 CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "step", "touch",
-         "reset", "alloc_raw", "growable")
+         "reset", "alloc_raw", "growable", "dask", "dask_cluster")
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -130,7 +132,7 @@ class Result:
 
     ``target`` bounds the ratio (``target_unit == "ratio"``) or, where no peer makes a fair
     ratio, the arena's figure itself (``"seconds"``, ``"bytes"``); ``met`` judges whichever it
-    is. The figures are seconds, or bytes where ``unit`` is ``"B"``. A
+    is. The figures are seconds, bytes where ``unit`` is ``"B"``, counts where ``"count"``. A
     skipped row (``skipped``) has no times; its note says why. ``extra`` holds further
     figures for ``--json`` (the note states them for the table).
     """
@@ -695,7 +697,8 @@ def render(results: list[Result], header: str) -> str:
         if r.skipped:
             times, met = ("-", "-", "-"), "skipped"
         else:
-            fmt = format_time if r.unit == "s" else (lambda b: format_bytes(int(b)))
+            fmt = {"s": format_time, "count": lambda n: f"{n:.0f}"}.get(
+                r.unit, lambda b: format_bytes(int(b)))
             times = (fmt(r.arena_seconds), fmt(r.peer_seconds), _fmt_ratio(r.ratio))
             met = "-" if r.met is None else ("yes" if r.met else "no")
         rows.append((r.case, r.per, r.arena_label, times[0], r.peer_label, times[1], times[2],
@@ -763,7 +766,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the cases ``args`` selects and print the table (or JSON); return the exit code."""
     plan_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[plan_name]
-    from . import bench_heap  # it builds on this module's timing and results
+    from . import bench_dask, bench_heap  # they build on this module's timing and results
     progress = Progress(sys.stderr, len(args.cases))
     results: list[Result] = []
     for case in args.cases:
@@ -780,6 +783,8 @@ def run(args: argparse.Namespace) -> int:
             rows = case_numpy_allocator(plan, progress)
         elif case in bench_heap.RUNNERS:
             rows = bench_heap.RUNNERS[case](plan, progress)
+        elif case in bench_dask.RUNNERS:
+            rows = bench_dask.RUNNERS[case](plan, progress)
         elif case == "alloc_raw":
             rows = case_alloc_raw(plan, progress)
         else:
