@@ -382,7 +382,8 @@ def test_limit_truncating_a_shared_file_under_an_arena_is_sigbus(tmp_path):
     README "Security" says so."""
     out = run_child(f"""
         import os, sys, numpy as np, arena
-        a = arena.ArenaOptions(1 << 24).with_file({str(tmp_path / 'f')!r}).reserve()
+        a = arena.ArenaOptions(1 << 24).with_file({str(tmp_path / 'f')!r}).with_flags(
+            arena.Flags.SHARED).reserve()
         x = a.full(1 << 20, 1, dtype=np.uint8)
         os.truncate({str(tmp_path / 'f')!r}, 0)
         sys.stdout.write('truncated\\n'); sys.stdout.flush()

@@ -15,7 +15,7 @@ cdef void _update_limit(Arena a) noexcept:
     a.writable = a.base != NULL and (a.map.prot & RW) == RW
     if not a.writable:
         a.limit = 0
-    elif a.map.fd >= 0 and a.map.file_known < a.map.committed:
+    elif a.map.shared and a.map.fd >= 0 and a.map.file_known < a.map.committed:
         a.limit = a.map.file_known  # the slow path grows the file first
     else:
         a.limit = a.map.committed
@@ -51,10 +51,10 @@ cdef int _commit_to(Arena a, size_t end) except -1:
 
 
 cdef inline size_t _fresh_from(Arena a) noexcept:
-    """Offset from which the arena's bytes are known to read as zeros: past ``touched`` the
-    pages are fresh, unless another process (a fork of a shared arena, another mapping of
-    the file) may have written them."""
-    return a.map.reserved if a.map.fd >= 0 else a.touched
+    """Offset from which the arena's bytes are known to read as zeros: only what it handed
+    out before (``touched``; for a file, what the file held when opened too) can be
+    dirty, unless a fork shares the mapping (mapping_fresh_from)."""
+    return mapping_fresh_from(a.map, a.touched)
 
 
 cdef char* _bump(Arena a, size_t nbytes, size_t align) except NULL:
