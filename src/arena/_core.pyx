@@ -380,6 +380,7 @@ cdef class Arena:
         64
         """
         _check_open(self)
+        _check_thread(self, PyList_GET_SIZE(self.frames_rw) - 1, "mark")
         cdef Mark m = Mark()
         m.owner = self
         m.level = PyList_GET_SIZE(self.frames_rw)
@@ -417,6 +418,7 @@ cdef class Arena:
         if level >= PyList_GET_SIZE(self.frames_rw) or \
                 (<_Frame>self.frames_rw[level]).serial != mark.serial:
             raise ValueError("the mark was already released (or the arena was reset)")
+        _check_thread(self, level, "release the mark")
         cdef Py_ssize_t live = _views_since(self, level, False)
         if live:
             raise BufferError(f"cannot release: {live} view(s) allocated since the mark are "
@@ -466,6 +468,7 @@ cdef class Arena:
         (0, 0)
         """
         _check_open(self)
+        _check_thread(self, 1, "reset")
         cdef Py_ssize_t live = _views_since(self, 0, False)
         if live:
             raise BufferError(f"cannot reset: {live} view(s) are still alive "
