@@ -332,14 +332,18 @@ def test_view_over_numpy_block_survives_the_block():
 
 
 def test_failed_full_does_not_free_bytes_a_view_made_meanwhile_covers():
+    """full() converts its fill value before it allocates: code the conversion runs can
+    neither view the bytes full() will fill (they are not in use yet) nor lose what it
+    allocated itself when full() then fails."""
     a = Arena(MiB)
     a.zeros(8)
     seen = []
 
     class Evil:
         def __float__(self):
-            seen.append(a.view(64, 10, np.float64))   # the bytes full() is filling
-            seen[0][:] = 42.0
+            with pytest.raises(ValueError):
+                a.view(64, 10, np.float64)            # the bytes full() would fill
+            seen.append(a.full(10, 42.0))             # an allocation of its own
             raise RuntimeError("no")
 
     with pytest.raises(RuntimeError):

@@ -503,6 +503,41 @@ class ArenaOptions:
         """
         return _arena_class()(self, Protection.READ_WRITE_EXECUTE)
 
+    # -- mmap-rs's reservation names (MmapOptions::reserve_*) --------------------------------
+
+    def reserve_mut(self):
+        """The same as :meth:`reserve` (mmap-rs's name): committed pages read/write.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).reserve_mut().protection.name
+        'READ_WRITE'
+        """
+        return self.reserve()
+
+    def reserve_none(self):
+        """The same as :meth:`map_none` (mmap-rs's name): committed pages inaccessible.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).reserve_none().protection.name
+        'NONE'
+        """
+        return self.map_none()
+
+    def reserve_exec(self):
+        """The same as :meth:`map_exec` (mmap-rs's name): committed pages read/execute.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).reserve_exec().protection.name
+        'READ_EXECUTE'
+        """
+        return self.map_exec()
+
 
 def _arena_class():
     from ._core import Arena
