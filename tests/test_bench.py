@@ -40,8 +40,10 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
             assert case["met"] is None, name
         else:
             assert case["met"] == (judged <= case["target"]), name
-    assert {name: cases[name]["target"] for name in _bench.CASES if name != "numpy_allocator"} == {
+    assert {name: cases[name]["target"] for name in _bench.CASES
+            if name not in ("numpy_allocator", "calls")} == {
         "empty": 0.5, "step": 0.3, "touch": 0.25, "reset": 0.001, "alloc_raw": 2e-9}
+    assert cases["calls"]["target"] == cases["calls/array"]["target"] == 1
     assert {name: cases[name]["target_unit"] for name in _bench.CASES}["alloc_raw"] == "seconds"
     assert {cases[name]["target_unit"] for name in _bench.CASES if name != "alloc_raw"} == {
         "ratio"}

@@ -1,12 +1,14 @@
 """``python -m arena bench``: the headline comparisons, arena against its peer, in one process.
 
-Six cases, each with a target for the ratio arena time / peer time (``alloc_raw``: for the
+Seven cases, each with a target for the ratio arena time / peer time (``alloc_raw``: for the
 time itself):
 
 ===============  ===============================================  =====================  ======
 case             arena                                            peer                   target
 ===============  ===============================================  =====================  ======
 empty            ``a.empty(8, np.float64)``, per call             ``np.empty``           0.5
+calls            ``a.empty(8, d)`` cycling three dtypes; and      ``np.empty``;          1
+                 ``a.array([1.0, 2.0, 3.0])``                     ``np.array``           (each)
 step             three 8 MiB temporaries per step, ``reset()``    ``np.empty_like``      0.3
 touch            commit and write 512 MiB on transparent huge     the same on 4 KiB      0.25
                  pages
@@ -56,7 +58,7 @@ from .._format import format_bytes, format_time
 
 # numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
 # freed 8 MiB blocks, and the other cases' allocations change that.
-CASES = ("numpy_allocator", "empty", "step", "touch", "reset", "alloc_raw")
+CASES = ("numpy_allocator", "empty", "calls", "step", "touch", "reset", "alloc_raw")
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -296,6 +298,34 @@ def case_empty(plan: Plan, progress: Progress) -> list[Result]:
         rows.append(Result(name, "a.empty(8, float64)", best[0], label, best[i + 1],
                            0.5 if i == 0 else None, plan.empty_repeat, note))
     return rows
+
+
+def case_calls(plan: Plan, progress: Progress) -> list[Result]:
+    """(a2) Where v1 lagged NumPy: ``a.empty`` cycling through three dtypes (v1's two-entry
+    dtype cache thrashed: 1.45x) and ``a.array`` of a short list of floats (v1 built a
+    temporary array and copied it with ``np.copyto``: 2.8x). Target: not slower than NumPy."""
+    n = plan.empty_number
+    a = Arena(max(8 * n * 64, 64 * MiB))
+    try:
+        a.commit(4 * n * 64)
+        names = {"a_empty": a.empty, "a_array": a.array, "np_empty": np.empty,
+                 "np_array": np.array, "reset": a.reset, "d0": np.float64, "d1": np.float32,
+                 "d2": np.int32}
+        cycle = "{}(8, d0); {}(8, d1); {}(8, d2)"
+        timers = [timeit.Timer(cycle.format(*["a_empty"] * 3), setup="reset()", globals=names),
+                  timeit.Timer(cycle.format(*["np_empty"] * 3), globals=names),
+                  timeit.Timer("a_array([1.0, 2.0, 3.0])", setup="reset()", globals=names),
+                  timeit.Timer("np_array([1.0, 2.0, 3.0])", globals=names)]
+        for timer in timers:
+            timer.timeit(min(n, 1000))
+        best = best_of(timers, plan.empty_repeat, n, progress)
+    finally:
+        a.close()
+    return [Result("calls", "a.empty(8, d), d: float64, float32, int32",
+                   best[0], "np.empty(8, d), same dtypes", best[1], 1.0, plan.empty_repeat,
+                   per="3 calls"),
+            Result("calls/array", "a.array([1.0, 2.0, 3.0])", best[2],
+                   "np.array([1.0, 2.0, 3.0])", best[3], 1.0, plan.empty_repeat)]
 
 
 def step(x, empty_like):
@@ -737,6 +767,8 @@ def run(args: argparse.Namespace) -> int:
         progress.start(case)
         if case == "empty":
             rows = case_empty(plan, progress)
+        elif case == "calls":
+            rows = case_calls(plan, progress)
         elif case == "step":
             rows = case_step(plan, progress)
         elif case == "touch":
