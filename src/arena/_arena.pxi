@@ -8,7 +8,7 @@ from cpython.ref cimport Py_INCREF
 from libc.string cimport memset
 
 from arena._npyapi cimport PyArray_NewFromDescr, PyArray_SetBaseObject
-from arena._overflow cimport arena_mul_overflow
+from arena._overflow cimport arena_add_overflow, arena_mul_overflow
 from arena._pyapi cimport (PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyList_CheckExact,
                            PyLong_AsLongLongAndOverflow, PyLong_CheckExact, Py_REFCNT, PyObject,
                            PyList_GET_ITEM, PyList_GET_SIZE)
@@ -330,6 +330,42 @@ cdef object _like(Arena a, prototype, dtype, order, subok, shape, align, bint ze
         order = "F" if fortran else "C"
     return _new(a, (<object>proto).shape if shape is None else shape,
                 (<object>proto).dtype if dtype is None else dtype, order, align, zero)
+
+
+cdef object _view(Arena a, offset, shape, dtype, order):
+    """Arena.view: every conversion first, then the checks against the arena as it is after
+    them (they may run code that allocates, resets or closes it)."""
+    cdef cnp.npy_intp dims[64]
+    cdef Py_ssize_t off, level
+    cdef size_t nbytes, end, last
+    cdef int flags
+    _check_readable(a)
+    if isinstance(offset, bool):
+        raise TypeError("offset must be an integer")
+    off = operator.index(offset)
+    if off < 0:
+        raise ValueError(f"offset must be >= 0, got {off}")
+    nd = _parse_shape(shape, dims)
+    descr = _resolve_dtype(a, dtype)
+    nbytes = _nbytes(nd, dims, descr.itemsize)
+    flags = _order_flag(order)
+    _check_readable(a)  # again: the conversions may have run code that closed it
+    if arena_add_overflow(<size_t>off, nbytes, &end) or end > a.nused or \
+            <size_t>off > a.nused:
+        raise ValueError(f"view of {nbytes} bytes at offset {off} reaches past the "
+                         f"{a.nused} bytes in use")
+    last = end - 1 if nbytes else <size_t>off
+    if end > a.view_end:
+        a.view_end = end  # NumPy-handler blocks below it are never handed out again
+    level = PyList_GET_SIZE(a.frames_rw) - 1
+    while level > 0 and (<_Frame>a.frames_rw[level]).start > last:
+        level -= 1
+    if a.map.prot & PROT_WRITE:
+        frame = a.frames_rw[level]
+        flags |= cnp.NPY_ARRAY_WRITEABLE
+    else:
+        frame = _readonly_frame(a, level)
+    return _wrap(a, a.base + off, nd, dims, descr, flags, frame)
 
 
 cdef int _decommit_above(Arena a, size_t used) except -1:

@@ -145,6 +145,8 @@ cdef class Arena:
 
     def __dealloc__(self):
         free(self.heap.blocks)
+        if self.map != NULL:  # the region (alive while arrays are) trims the file at unmap
+            self.map.file_used = self.touched
 
     # -- sub-allocations ---------------------------------------------------------------------
 
@@ -309,37 +311,7 @@ cdef class Arena:
         >>> a.view(a.offset_of(x) + 4, 2, np.int32)
         array([1, 2], dtype=int32)
         """
-        cdef cnp.npy_intp dims[64]
-        cdef Py_ssize_t off, level
-        cdef size_t nbytes, end, last
-        cdef int flags
-        _check_readable(self)
-        if isinstance(offset, bool):
-            raise TypeError("offset must be an integer")
-        off = operator.index(offset)
-        if off < 0:
-            raise ValueError(f"offset must be >= 0, got {off}")
-        nd = _parse_shape(shape, dims)
-        descr = _resolve_dtype(self, dtype)
-        nbytes = _nbytes(nd, dims, descr.itemsize)
-        flags = _order_flag(order)
-        _check_readable(self)  # again: the conversions may have run code that closed it
-        if arena_add_overflow(<size_t>off, nbytes, &end) or end > self.nused or \
-                <size_t>off > self.nused:
-            raise ValueError(f"view of {nbytes} bytes at offset {off} reaches past the "
-                             f"{self.nused} bytes in use")
-        last = end - 1 if nbytes else <size_t>off
-        if end > self.view_end:
-            self.view_end = end  # NumPy-handler blocks below it are never handed out again
-        level = PyList_GET_SIZE(self.frames_rw) - 1
-        while level > 0 and (<_Frame>self.frames_rw[level]).start > last:
-            level -= 1
-        if self.map.prot & PROT_WRITE:
-            frame = self.frames_rw[level]
-            flags |= cnp.NPY_ARRAY_WRITEABLE
-        else:
-            frame = _readonly_frame(self, level)
-        return _wrap(self, self.base + off, nd, dims, descr, flags, frame)
+        return _view(self, offset, shape, dtype, order)
 
     def offset_of(self, x):
         """offset_of(x)
@@ -509,6 +481,7 @@ cdef class Arena:
         cdef Py_ssize_t live = _views_since(self, 0, False)
         if live:
             raise BufferError(f"cannot close: {live} view(s) are still alive")
+        mapping_trim_file(self.map, self.touched)
         mapping_unmap(self.map)
         self.base = NULL
         _update_limit(self)
@@ -607,7 +580,9 @@ cdef class Arena:
         """flush(offset=0, size=None, *, asynchronous=False)
 
         msync ``[offset, offset + size)`` of a file-backed arena to its file (the whole
-        committed range by default). ValueError if the range is not committed.
+        committed range by default). ValueError if the range is not committed. A
+        ``Flags.SHARED`` file is then cut back to what the arena handed out: it grows by
+        commit steps while in use, and by what is used once flushed or closed.
 
         Examples
         --------
@@ -633,6 +608,8 @@ cdef class Arena:
             raise ValueError(f"flush range [{off}, {off}+{n}) is outside the "
                              f"{self.map.committed} committed bytes")
         mapping_flush(self.map, <size_t>off, <size_t>n, asynchronous)
+        mapping_trim_file(self.map, self.touched)
+        _update_limit(self)
 
     # -- protection --------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from libc.errno cimport EACCES, EAGAIN, EFAULT, EINVAL, ENOMEM, errno
 from libc.string cimport memset
 from libc.stdint cimport uintptr_t
 from posix cimport fcntl, unistd
+from posix.unistd cimport getpid
 from posix.stat cimport fstat, struct_stat
 
 from arena._fcntl cimport F_OFD_SETLK
@@ -92,6 +93,7 @@ cdef class _Region:
     def __dealloc__(self):
         if self.m.base != NULL:
             munmap(self.m.base, self.m.reserved)
+            mapping_trim_file(&self.m, self.m.file_used)
         if self.m.fd >= 0:
             unistd.close(self.m.fd)
 
@@ -106,6 +108,7 @@ cdef int mapping_reserve(Mapping* m, options, int prot) except -1:
     cdef char* start
     m.prot = prot
     m.forks = _forks
+    m.pid = getpid()
     m.flags = int(options.flags)
     m.page = options.page_size
     m.step = options.commit_step
@@ -125,6 +128,7 @@ cdef int mapping_reserve(Mapping* m, options, int prot) except -1:
             _lock_file(fd, m.file_offset, length, name)
         have = <size_t>mapping_file_size(m)
         have = have - min(have, m.file_offset)
+        m.file_initial = have
     elif m.shared:
         mfd = MFD_CLOEXEC
         if m.hugetlb:
@@ -309,6 +313,21 @@ cdef int _grow_file(Mapping* m, size_t upto) except -1:
     return 0
 
 
+cdef void mapping_trim_file(Mapping* m, size_t used) noexcept nogil:
+    """Give a shared file back what commit steps grew it by past ``used`` (bytes past the
+    offset the arena handed out, at least what the file held when mapped): the file grows
+    by what is used. Only the process that mapped it, with no fork since (a child could
+    have written past ``used``), and only when no one else grew the file further."""
+    cdef struct_stat st
+    cdef size_t keep = max(used, m.file_initial)
+    if not (m.shared and m.file_backed and m.fd >= 0) or m.forks != _forks or \
+            getpid() != m.pid or keep >= m.file_known or fstat(m.fd, &st) != 0:
+        return
+    if <size_t>st.st_size == m.file_offset + m.file_known and \
+            unistd.ftruncate(m.fd, <long>(m.file_offset + keep)) == 0:
+        m.file_known = keep
+
+
 cdef void _shrink_file(Mapping* m, long old_size) noexcept nogil:
     if old_size >= 0:
         unistd.ftruncate(m.fd, old_size)
@@ -317,32 +336,28 @@ cdef void _shrink_file(Mapping* m, long old_size) noexcept nogil:
 
 cdef int mapping_commit(Mapping* m, size_t end, bint grow) except -1:
     """Make ``[0, end)`` accessible with ``m.prot`` (rounded up to the commit step); with
-    ``grow``, make the file or memfd behind a shared mapping cover it. A user's file grows
-    to exactly ``end`` (by what is used, not by commit steps) and is committed page by page,
-    so that no page wholly past its end is ever accessible; our own memfd grows by commit
-    steps. On failure nothing changes."""
-    cdef size_t new, old = m.committed, n, have, want
+    ``grow``, make the file or memfd behind a shared mapping cover it first (a page past a
+    file's end raises SIGBUS). On failure nothing changes."""
+    cdef size_t new, old = m.committed, n, have
     cdef int err
     cdef long old_size = -1
-    cdef bint backed = m.shared and m.fd >= 0    # a page past the file's end is SIGBUS
-    cdef bint user_file = backed and m.file_backed
+    cdef bint backed = m.shared and m.fd >= 0
     if end <= old:
         if grow and backed and end > m.file_known:
-            _grow_file(m, end if user_file else old)
+            _grow_file(m, old)
         return 0
     if end > m.reserved:
         raise ArenaFullError(f"{end} bytes do not fit in the {m.reserved}-byte reservation")
     new = round_up(end, m.step)
-    if new > m.reserved or new < end or user_file:
+    if new > m.reserved or new < end or (backed and not grow):
         new = round_up(end, m.page)
     n = new - old
     if backed:
         old_size = mapping_file_size(m)
         have = <size_t>old_size - min(<size_t>old_size, m.file_offset)
-        want = end if user_file else new
         if grow:
-            _grow_file(m, want)
-            if have >= want:
+            _grow_file(m, new)
+            if have >= new:
                 old_size = -1  # nothing to shrink back on failure
         else:
             old_size = -1

@@ -249,8 +249,12 @@ class ArenaOptions:
     def with_file(self, file, offset: int = 0) -> ArenaOptions:
         """Back the arena by a file: a path, an open binary file object or a file descriptor.
 
-        ``offset`` (bytes into the file) must be a multiple of the page size. Committing
-        grows the file; existing contents are kept and count as used.
+        ``offset`` (bytes into the file) must be a multiple of the page size. Existing
+        contents are kept and count as used. With ``Flags.SHARED`` writes reach the file,
+        which grows as the arena commits and is cut back to what was used at ``flush()``
+        and ``close()``; without it the file is mapped copy-on-write and never changed. An
+        arena opened for writing holds the file: a second writer gets an OSError naming it
+        (``map()`` is always allowed), and a file object or fd must be open read/write.
 
         Examples
         --------

@@ -600,19 +600,25 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
     ]
 
 
-@functools.cache
+_consumer: list = []  # (module, why) once built
+
+
 def consumer():
     """(module, "") with ``arena.cython_example`` built, once per process, or (None, why)
     when this machine cannot build it: Cython, a C compiler or the Python headers missing.
-    Any other build failure is an error."""
-    why = cython_example.missing_toolchain()
-    if why is not None:
-        return None, why
-    folder = tempfile.mkdtemp(prefix="arena-bench-")
-    try:
-        return cython_example.build(folder), ""
-    finally:  # the extension stays loaded after its file is gone
-        shutil.rmtree(folder, ignore_errors=True)
+    Any other build failure is an error. (Memoised by hand: stubtest cannot read the
+    signature through functools.cache.)"""
+    if not _consumer:
+        why = cython_example.missing_toolchain()
+        if why is not None:
+            _consumer.append((None, why))
+        else:
+            folder = tempfile.mkdtemp(prefix="arena-bench-")
+            try:
+                _consumer.append((cython_example.build(folder), ""))
+            finally:  # the extension stays loaded after its file is gone
+                shutil.rmtree(folder, ignore_errors=True)
+    return _consumer[0]
 
 
 ALLOC_RAW_TARGET = 2e-9  # seconds per call
