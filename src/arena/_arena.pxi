@@ -149,16 +149,20 @@ cdef object _place(Arena a, int nd, cnp.npy_intp* dims, cnp.dtype descr, size_t 
 
 
 cdef object _place_copy(Arena a, int nd, cnp.npy_intp* dims, cnp.dtype descr,
-                        size_t align, int flags, cnp.ndarray src):
-    """_place, then copy ``src`` (already of ``descr`` and broadcastable: the copy runs no
-    Python code). Should the copy fail all the same, its bytes go back if provably no one
-    else holds or allocated past them."""
+                        size_t align, int flags, object src):
+    """_place, then copy ``src`` in: an array already of ``descr`` and broadcastable, or a
+    builtin or NumPy scalar, cast as np.full casts it. Neither runs Python code, so should
+    the copy fail (a scalar out of the dtype's range), the bytes are provably the call's own
+    and go back, unless a view reached past them meanwhile."""
     cdef size_t used = a.nused, end
     cdef Py_ssize_t nalloc = a.nalloc
     out = _place(a, nd, dims, descr, _nbytes(nd, dims, descr.itemsize), align, flags, False)
     end = a.nused
     try:
-        cnp.PyArray_CopyInto(<cnp.ndarray>out, src)
+        if isinstance(src, cnp.ndarray):
+            cnp.PyArray_CopyInto(<cnp.ndarray>out, <cnp.ndarray>src)
+        else:
+            np.copyto(out, src, casting="unsafe")
     except BaseException:
         if Py_REFCNT(<PyObject*>out) == 1 and a.nused == end and a.view_end <= used:
             del out
@@ -169,8 +173,9 @@ cdef object _place_copy(Arena a, int nd, cnp.npy_intp* dims, cnp.dtype descr,
 
 
 cdef object _full(Arena a, shape, fill_value, dtype, order, align):
-    """full(): ``fill_value`` is converted to the dtype (NumPy's unsafe casting, Python
-    scalars by the target dtype) before the bump, into a small array of its own shape."""
+    """full(): a fill value that may run Python code when converted (anything but a builtin
+    or NumPy scalar) is converted to the dtype before the bump, into a small array of its
+    own shape; a scalar is cast straight into the new array, as np.full does."""
     cdef cnp.npy_intp dims[64]
     cdef int nd = _parse_shape(shape, dims)
     cdef cnp.dtype descr
@@ -179,23 +184,28 @@ cdef object _full(Arena a, shape, fill_value, dtype, order, align):
         descr = _resolve_dtype(a, val.dtype)
     else:
         descr = _resolve_dtype(a, dtype)
-        if isinstance(fill_value, (float, int, complex, np.generic)):
-            src, vshape = fill_value, ()
+        if type(fill_value) in _SCALARS or isinstance(fill_value, np.generic):
+            val = fill_value
         else:
             src = fill_value if isinstance(fill_value, cnp.ndarray) else np.asarray(fill_value)
-            vshape = src.shape
-        val = np.empty(vshape, descr)
-        np.copyto(val, src, casting="unsafe")
+            val = np.empty(src.shape, descr)
+            np.copyto(val, src, casting="unsafe")
     cdef size_t al = a.align if align is None else _check_align(align, a.page)
     cdef int flags = cnp.NPY_ARRAY_WRITEABLE | _order_flag(order)
-    _check_broadcast(val, nd, dims)
-    return _place_copy(a, nd, dims, descr, al, flags, <cnp.ndarray>val)
+    if isinstance(val, cnp.ndarray):
+        _check_broadcast(<cnp.ndarray>val, nd, dims)
+    return _place_copy(a, nd, dims, descr, al, flags, val)
+
+
+cdef tuple _SCALARS = (float, int, bool, complex)
 
 
 cdef int _check_broadcast(cnp.ndarray val, int nd, cnp.npy_intp* dims) except -1:
+    if cnp.PyArray_NDIM(val) == 0:
+        return 0
     shape = tuple([dims[i] for i in range(nd)])
     vshape = (<object>val).shape
-    if cnp.PyArray_NDIM(val) and np.broadcast_shapes(vshape, shape) != shape:
+    if np.broadcast_shapes(vshape, shape) != shape:
         raise ValueError(f"could not broadcast fill_value of shape {vshape} into an array "
                          f"of shape {shape}")
     return 0

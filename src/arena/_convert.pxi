@@ -105,7 +105,8 @@ cdef size_t _nbytes(int nd, cnp.npy_intp* dims, size_t itemsize) except? 0:
     return total
 
 
-DEF DTYPE_CACHE = 8
+cdef enum:
+    DTYPE_CACHE = 8
 
 
 cdef class _DtypeCache:
