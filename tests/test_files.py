@@ -313,3 +313,37 @@ def test_a_file_not_open_for_writing_is_refused_at_reserve(tmp_path):
             ArenaOptions(1 << 20).with_file(fd).reserve()
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("flag", [Flags(0), Flags.POPULATE, Flags.LOCKED, Flags.NO_RESERVE,
+                                  Flags.NO_CORE_DUMP, Flags.TRANSPARENT_HUGE_PAGES,
+                                  Flags.SEQUENTIAL, Flags.RANDOM_ACCESS, Flags.STACK],
+                         ids=lambda f: f.name or "none")
+@pytest.mark.parametrize("shared", [False, True], ids=["private", "shared"])
+def test_file_rules_hold_for_every_flag(tmp_path, flag, shared):
+    """The README's file claims, flag by flag: zeros are zero over reused bytes, a private
+    arena leaves the file as it was, a shared one holds exactly what it used once closed,
+    and a second writer is refused."""
+    path = tmp_path / "f"
+    original = bytes(range(256)) * 3
+    path.write_bytes(original)
+    opts = ArenaOptions(1 << 24).with_file(path).with_commit_step(1 << 16).with_flags(flag)
+    if shared:
+        opts = opts.with_flags(Flags.SHARED)
+    a = opts.reserve()
+    assert a.used == len(original) and bytes(a.view(0, 16, np.uint8)) == original[:16]
+    x = a.full(5000, 0xAA, dtype=np.uint8)
+    with pytest.raises(OSError, match="already open for writing"):
+        opts.reserve()
+    del x
+    a.reset()
+    z = a.zeros(20000, np.uint8)     # over the file's own bytes and the freed ones
+    assert not z.any()
+    z[:] = 7
+    end = a.used
+    del z
+    a.close()
+    if shared:
+        assert path.read_bytes() == b"\x07" * 20000 and end == 20000
+    else:
+        assert path.read_bytes() == original
