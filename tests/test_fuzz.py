@@ -9,8 +9,8 @@ agree with it.
 with and without decommit, commit/decommit, protection changes, NumPy's own allocations
 (NEP 49, including ``realloc`` through ``ndarray.resize``), bad arguments of every kind,
 hostile arguments (an ``__index__``, ``__float__``, ``__array__`` or ``dtype`` attribute
-that allocates from the same arena, and sometimes raises) and dtype specs edited between
-calls.
+that allocates from the same arena, and sometimes raises), dtype specs edited between
+calls, and marks and resets from another thread.
 After every step:
 
 * every live array still holds its bytes (read through ctypes, so that the probe is not
@@ -24,6 +24,7 @@ is unset (a few thousand steps each, well under a minute), ``long`` with
 ``HYPOTHESIS_PROFILE=long`` (far more).
 """
 import ctypes
+import threading
 
 import numpy as np
 import pytest
@@ -340,6 +341,7 @@ class FuzzMachine(RuleBasedStateMachine):
         self.used = self.nalloc = self.committed = self.hw = 0
         self.prot = R | W
         self.levels = [(None, 0, 0)]  # (Mark, start, nalloc at the mark)
+        self.other_marks = set()      # ids of the marks other threads made
         self.dead_marks = []
         self.items = {}
         self.blocks = []
@@ -726,6 +728,44 @@ class FuzzMachine(RuleBasedStateMachine):
         self.blocks.clear()
         if decommit:
             self.committed = 0
+
+    @rule(what=st.sampled_from(["mark", "reset"]))
+    def from_another_thread(self, what):
+        """Marks are one stack per arena: while this thread has a mark open, another
+        thread's mark() or reset() raises RuntimeError and changes nothing (v1: levels of
+        two threads interleaved); otherwise it works as here, and a mark made by a thread
+        that has ended is anyone's to release."""
+        STEPS[0] += 1
+        open_here = [m for m, _, _ in self.levels[1:] if id(m) not in self.other_marks]
+        refused = bool(open_here) if what == "reset" else \
+            len(self.levels) > 1 and id(self.levels[-1][0]) not in self.other_marks
+        out = []
+
+        def run():
+            try:
+                out.append(getattr(self.a, what)())
+            except BaseException as exc:  # noqa: BLE001 - checked below, in this thread
+                out.append(exc)
+
+        before = self.snapshot()
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        (got,) = out
+        if refused or (what == "reset" and self.views_since(0)):
+            kind = RuntimeError if refused else BufferError
+            assert isinstance(got, kind), got
+            assert self.snapshot() == before
+            return
+        assert not isinstance(got, BaseException), got
+        if what == "mark":
+            assert got.offset == self.used
+            self.levels.append((got, self.used, self.nalloc))
+            self.other_marks.add(id(got))
+        else:
+            self.m_release(1) if len(self.levels) > 1 else None
+            self.used = self.nalloc = self.view_end = 0
+            self.blocks.clear()
 
     # -- memory control ----------------------------------------------------------------------------
 
