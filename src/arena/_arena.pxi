@@ -129,23 +129,16 @@ cdef object _new(Arena a, object shape, object dtype, object order, object align
     return _place(a, nd, dims, descr, nbytes, al, flags, zero)
 
 
-cdef object _place(Arena a, int nd, cnp.npy_intp* dims, cnp.dtype descr, size_t nbytes,
+cdef inline object _place(Arena a, int nd, cnp.npy_intp* dims, cnp.dtype descr, size_t nbytes,
                    size_t align, int flags, bint zero):
     """The allocation itself, once every argument is converted: nothing in here runs the
     caller's Python code, so nothing can allocate on top of it before its array holds its
     frame."""
-    cdef size_t fresh = _fresh_from(a), used = a.nused
-    cdef Py_ssize_t nalloc = a.nalloc
+    cdef size_t fresh = _fresh_from(a)
     cdef char* p = <char*>a.alloc_raw(nbytes, align)
     if zero and p - a.base < <Py_ssize_t>fresh:
         memset(p, 0, min(nbytes, fresh - <size_t>(p - a.base)))
-    try:
-        return _wrap(a, p, nd, dims, descr, flags, _top_frame(a))
-    except BaseException:  # no array: the bytes are provably ours alone
-        if a.nused == <size_t>(p - a.base) + nbytes:
-            a.nused = used
-            a.nalloc = nalloc
-        raise
+    return _wrap(a, p, nd, dims, descr, flags, _top_frame(a))
 
 
 cdef object _place_copy(Arena a, int nd, cnp.npy_intp* dims, cnp.dtype descr,

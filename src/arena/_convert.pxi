@@ -4,7 +4,9 @@
 # itself allocate from the arena, reset it or close it: the allocation calls finish every
 # conversion before they touch the bump pointer. Included by _core.pyx.
 
+cimport cython
 from cpython.pyport cimport PY_SSIZE_T_MAX
+
 from arena._overflow cimport arena_mul_overflow
 from arena._pyapi cimport (PyLong_CheckExact, PyObject, PyTuple_CheckExact,
                            PyUnicode_CheckExact, Py_XDECREF, Py_XINCREF)
@@ -109,6 +111,7 @@ cdef enum:
     DTYPE_CACHE = 8
 
 
+@cython.final
 cdef class _DtypeCache:
     """The dtypes of the last few dtype specs, keyed by identity: np.dtype() costs more than
     the rest of an allocation, and a loop cycling through a handful of dtypes must not miss.

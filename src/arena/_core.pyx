@@ -28,7 +28,6 @@ from libc.stdlib cimport free
 from libc.string cimport memset
 
 from arena._mman cimport PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
-from arena._overflow cimport arena_add_overflow
 
 from ._errors import ArenaError, ArenaFullError, CommitError, os_error
 from ._format import format_bytes
