@@ -261,14 +261,18 @@ cdef object _array(Arena a, obj, dtype, copy, order, ndmin, align):
     cdef cnp.ndarray src
     cdef int k, nd, i
     cdef int flags = cnp.NPY_ARRAY_WRITEABLE
-    if order is None:
-        order = "K"
-    if not isinstance(order, str) or order.upper() not in ("K", "A", "C", "F"):
-        raise ValueError(f"order must be one of 'K', 'A', 'C', 'F', got {order!r}")
-    order = order.upper()
-    if isinstance(ndmin, bool):
+    if order is not _K:  # the default object: skip the checks
+        if order is None:
+            order = _K
+        if not isinstance(order, str) or order.upper() not in ("K", "A", "C", "F"):
+            raise ValueError(f"order must be one of 'K', 'A', 'C', 'F', got {order!r}")
+        order = order.upper()
+    if PyLong_CheckExact(ndmin):
+        k = ndmin
+    elif isinstance(ndmin, bool):
         raise TypeError("ndmin must be an integer")
-    k = operator.index(ndmin)
+    else:
+        k = operator.index(ndmin)
     if k < 0 or k > cnp.NPY_MAXDIMS:
         raise ValueError(f"ndmin must be in [0, {cnp.NPY_MAXDIMS}], got {k}")
     cdef size_t al = a.align if align is None else _check_align(align, a.page)

@@ -11,7 +11,8 @@ from arena._overflow cimport arena_mul_overflow
 from arena._pyapi cimport (PyLong_CheckExact, PyObject, PyTuple_CheckExact,
                            PyUnicode_CheckExact, Py_XDECREF, Py_XINCREF)
 
-_C = "C"
+_C = "C"  # default arguments, recognised by identity on the hot path
+_K = "K"
 
 # Dtype specs whose np.dtype() can never change: the cache may keep them (see _DtypeCache).
 cdef tuple _BUILTIN_SPECS = (float, int, complex, bool, bytes, str)

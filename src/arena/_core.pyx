@@ -254,7 +254,7 @@ cdef class Arena:
         """
         return _like(self, prototype, dtype, order, subok, shape, align, True)
 
-    def array(self, obj, dtype=None, *, copy=True, order="K", ndmin=0, align=None):
+    def array(self, obj, dtype=None, *, copy=True, order=_K, ndmin=0, align=None):
         """array(obj, dtype=None, *, copy=True, order="K", ndmin=0, align=None)
 
         ``obj`` (anything :func:`numpy.array` takes) in the arena. ``copy=True`` always
