@@ -42,7 +42,8 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
             assert case["met"] == (judged <= case["target"]), name
     # (the last row of each name: heap's is its largest count, calloc's the untouched zeros)
     # (the Dask cases: test_dask's bench rows)
-    mine = [name for name in _bench.CASES if not name.startswith(("numpy_allocator", "dask"))]
+    mine = [name for name in _bench.CASES
+            if not name.startswith(("numpy_allocator", "dask", "calls"))]
     assert {name: cases[name]["target"] for name in mine} == {
         "empty": 0.5, "step": 0.3, "touch": 0.25, "reset": 0.001, "alloc_raw": 2e-9,
         "heap": 1.0, "calloc": None, "purge": 64 << 20, "fromiter": 1.6, "growable": 0.5}
@@ -51,6 +52,7 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
     assert set(units.values()) == {"ratio"}
     assert [c["target"] for c in doc["cases"] if c["case"] == "calloc/thp"] == [1.0, 1.0, None]
     assert cases["heap/temporaries"]["target"] == 1.0
+    assert cases["calls"]["target"] == cases["calls/array"]["target"] == 1
     assert doc["environment"]["plan"] == "smoke"
     # Progress: one line per case on stderr, nothing else on stdout but the JSON.
     assert [line.split(":")[0] for line in err.splitlines()] == [

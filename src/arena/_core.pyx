@@ -28,7 +28,6 @@ from libc.stdlib cimport free
 from libc.string cimport memset
 
 from arena._mman cimport PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
-from arena._overflow cimport arena_add_overflow
 
 from ._errors import ArenaError, ArenaFullError, CommitError, os_error
 from ._format import format_bytes
@@ -84,6 +83,7 @@ cdef class Arena:
 
     def __cinit__(self, size_or_options, protection=Protection.READ_WRITE):
         self.base = NULL
+        self.dtypes = _DtypeCache()
         self.frames_rw = []
         self.frames_ro = []
         if isinstance(size_or_options, ArenaOptions):
@@ -182,38 +182,51 @@ cdef class Arena:
 
     def __dealloc__(self):
         heap_dealloc(&self.heap)
+        if self.map != NULL:  # the region (alive while arrays are) trims the file at unmap
+            self.map.file_used = self.touched
 
     # -- sub-allocations ---------------------------------------------------------------------
 
-    def empty(self, shape, dtype=float, *, order=_C, align=None):
-        """empty(shape, dtype=float, *, order="C", align=None)
+    def empty(self, shape, dtype=float, order=_C, *, align=None):
+        """empty(shape, dtype=float, order="C", *, align=None)
 
         An uninitialised array in the arena.
 
         Parameters
         ----------
-        shape : int or tuple of ints
+        shape : int or sequence of ints
+            A 1-D integer ndarray too, as NumPy takes.
         dtype : data-type, optional
-            Any NumPy dtype that holds no Python objects (TypeError otherwise).
+            Any NumPy dtype that holds no Python objects (TypeError otherwise). A list or
+            dict spec is read afresh at every call.
         order : {'C', 'F'}, optional
         align : int, optional
             Alignment of the first byte: a power of two up to the arena's page size.
             Default: the arena's alignment (64 unless ``with_alignment`` said otherwise).
 
+        Notes
+        -----
+        Every argument is converted before the arena's bump pointer moves: conversions that
+        run Python code (``__index__``, a ``dtype`` attribute), even code that allocates from
+        this arena and then fails, leave nothing behind and free nothing of theirs.
+
         Examples
         --------
         >>> import numpy as np, arena
         >>> a = arena.Arena(1 << 20)
-        >>> x = a.empty((2, 3), np.int32, order="F", align=4096)
+        >>> x = a.empty((2, 3), np.int32, "F", align=4096)
         >>> x.shape, x.flags.f_contiguous, a.offset_of(x) % 4096
         ((2, 3), True, 0)
+        >>> a.empty(np.array([2, 2]), "u1").shape
+        (2, 2)
         """
         return _new(self, shape, dtype, order, align, False)
 
-    def zeros(self, shape, dtype=float, *, order=_C, align=None):
-        """zeros(shape, dtype=float, *, order="C", align=None)
+    def zeros(self, shape, dtype=float, order=_C, *, align=None):
+        """zeros(shape, dtype=float, order="C", *, align=None)
 
-        A zero-filled array in the arena (memory fresh from the OS is not written again).
+        A zero-filled array in the arena. Only bytes the arena handed out before are written:
+        fresh pages (anonymous, a memfd, a file where it grows) already read as zeros.
 
         Examples
         --------
@@ -224,10 +237,13 @@ cdef class Arena:
         """
         return _new(self, shape, dtype, order, align, True)
 
-    def full(self, shape, fill_value, dtype=None, *, order="C", align=None):
-        """full(shape, fill_value, dtype=None, *, order="C", align=None)
+    def full(self, shape, fill_value, dtype=None, order="C", *, align=None):
+        """full(shape, fill_value, dtype=None, order="C", *, align=None)
 
-        An array filled with ``fill_value``; the dtype defaults to ``fill_value``'s.
+        An array filled with ``fill_value`` (a scalar or an array broadcastable to
+        ``shape``); the dtype defaults to ``fill_value``'s. As :func:`numpy.full`,
+        ``fill_value`` is cast unsafely. It is converted before anything is allocated: a
+        value that cannot be converted changes nothing in the arena.
 
         Examples
         --------
@@ -236,26 +252,18 @@ cdef class Arena:
         >>> a.full((2, 2), 7.5)
         array([[7.5, 7.5],
                [7.5, 7.5]])
+        >>> a.full((2, 3), [1, 2, 3], "u1", "F").flags.f_contiguous
+        True
         """
-        if dtype is None:
-            dtype = np.asarray(fill_value).dtype
-        cdef size_t used = self.nused
-        cdef Py_ssize_t nalloc = self.nalloc
-        arr = _new(self, shape, dtype, order, align, False)
-        cdef size_t end = self.nused  # the copy may run Python code that allocates on top
-        try:
-            np.copyto(arr, fill_value, casting="unsafe")
-        except BaseException:
-            del arr
-            _rollback(self, used, nalloc, end)
-            raise
-        return arr
+        return _full(self, shape, fill_value, dtype, order, align)
 
-    def empty_like(self, prototype, dtype=None, order="K", shape=None, *, align=None):
-        """empty_like(prototype, dtype=None, order="K", shape=None, *, align=None)
+    def empty_like(self, prototype, dtype=None, order="K", subok=True, shape=None, *,
+                   align=None):
+        """empty_like(prototype, dtype=None, order="K", subok=True, shape=None, *, align=None)
 
         Like :func:`numpy.empty_like`, with the memory in the arena. ``order="K"`` keeps a
-        Fortran-ordered prototype Fortran-ordered.
+        Fortran-ordered prototype Fortran-ordered. ``subok`` is accepted for NumPy's sake:
+        the result is always a base ``ndarray``, as its memory is the arena's.
 
         Examples
         --------
@@ -264,11 +272,14 @@ cdef class Arena:
         >>> t = a.empty_like(np.ones((4, 5), np.float32))
         >>> t.shape, t.dtype
         ((4, 5), dtype('float32'))
+        >>> a.empty_like(t, np.int8, "C", True, (2, 2)).shape
+        (2, 2)
         """
-        return _like(self, prototype, dtype, order, shape, align, False)
+        return _like(self, prototype, dtype, order, subok, shape, align, False)
 
-    def zeros_like(self, prototype, dtype=None, order="K", shape=None, *, align=None):
-        """zeros_like(prototype, dtype=None, order="K", shape=None, *, align=None)
+    def zeros_like(self, prototype, dtype=None, order="K", subok=True, shape=None, *,
+                   align=None):
+        """zeros_like(prototype, dtype=None, order="K", subok=True, shape=None, *, align=None)
 
         Like :func:`numpy.zeros_like`, with the memory in the arena.
 
@@ -279,12 +290,17 @@ cdef class Arena:
         >>> a.zeros_like(np.arange(3))
         array([0, 0, 0])
         """
-        return _like(self, prototype, dtype, order, shape, align, True)
+        return _like(self, prototype, dtype, order, subok, shape, align, True)
 
-    def array(self, obj, dtype=None, *, order="K", align=None):
-        """array(obj, dtype=None, *, order="K", align=None)
+    def array(self, obj, dtype=None, *, copy=True, order=_K, ndmin=0, align=None):
+        """array(obj, dtype=None, *, copy=True, order="K", ndmin=0, align=None)
 
-        A copy of ``obj`` (anything :func:`numpy.asarray` takes) in the arena.
+        ``obj`` (anything :func:`numpy.array` takes) in the arena. ``copy=True`` always
+        copies; ``copy=None`` returns ``obj`` itself when it already is an array of this
+        arena with the dtype and order asked for, and ``copy=False`` then insists (ValueError
+        when a copy is needed). ``ndmin`` prepends ones to the shape, as NumPy does.
+        ``obj`` is converted (which may run its ``__array__``, ``__float__``...) before the
+        arena allocates anything.
 
         Examples
         --------
@@ -294,19 +310,10 @@ cdef class Arena:
         >>> x, a.offset_of(x)
         (array([[1, 2],
                [3, 4]], dtype=uint8), 0)
+        >>> a.array(x, copy=None) is x, a.array([1.0, 2.0], ndmin=2).shape
+        (True, (1, 2))
         """
-        src = np.asarray(obj, dtype=dtype)
-        cdef size_t used = self.nused
-        cdef Py_ssize_t nalloc = self.nalloc
-        out = _like(self, src, None, order, None, align, False)
-        cdef size_t end = self.nused
-        try:
-            np.copyto(out, src, casting="no")
-        except BaseException:
-            del out
-            _rollback(self, used, nalloc, end)
-            raise
-        return out
+        return _array(self, obj, dtype, copy, order, ndmin, align)
 
     def alloc(self, nbytes, *, align=None):
         """alloc(nbytes, *, align=None)
@@ -341,39 +348,7 @@ cdef class Arena:
         >>> a.view(a.offset_of(x) + 4, 2, np.int32)
         array([1, 2], dtype=int32)
         """
-        cdef cnp.npy_intp dims[64]
-        cdef Py_ssize_t off, level
-        cdef size_t nbytes, end, last
-        cdef int flags
-        _check_open(self)
-        if not (self.map.prot & PROT_READ):
-            raise ValueError("the arena is not readable: no views until make_read_only() "
-                             "or make_mut()")
-        if isinstance(offset, bool):
-            raise TypeError("offset must be an integer")
-        off = operator.index(offset)
-        if off < 0:
-            raise ValueError(f"offset must be >= 0, got {off}")
-        nd = _parse_shape(shape, dims)
-        descr = _resolve_dtype(self, dtype)
-        nbytes = _nbytes(nd, dims, descr.itemsize)
-        if arena_add_overflow(<size_t>off, nbytes, &end) or end > self.nused or \
-                <size_t>off > self.nused:
-            raise ValueError(f"view of {nbytes} bytes at offset {off} reaches past the "
-                             f"{self.nused} bytes in use")
-        last = end - 1 if nbytes else <size_t>off
-        if end > self.view_end:
-            self.view_end = end  # NumPy-handler blocks below it are never handed out again
-        level = PyList_GET_SIZE(self.frames_rw) - 1
-        while level > 0 and (<_Frame>self.frames_rw[level]).start > last:
-            level -= 1
-        flags = _order_flag(order)
-        if self.map.prot & PROT_WRITE:
-            frame = self.frames_rw[level]
-            flags |= cnp.NPY_ARRAY_WRITEABLE
-        else:
-            frame = _readonly_frame(self, level)
-        return _wrap(self, self.base + off, nd, dims, descr, flags, frame)
+        return _view(self, offset, shape, dtype, order)
 
     def offset_of(self, x):
         """offset_of(x)
@@ -418,6 +393,7 @@ cdef class Arena:
         64
         """
         _check_open(self)
+        _check_thread(self, PyList_GET_SIZE(self.frames_rw) - 1, "mark")
         cdef Mark m = Mark()
         m.owner = self
         m.level = PyList_GET_SIZE(self.frames_rw)
@@ -455,6 +431,7 @@ cdef class Arena:
         if level >= PyList_GET_SIZE(self.frames_rw) or \
                 (<_Frame>self.frames_rw[level]).serial != mark.serial:
             raise ValueError("the mark was already released (or the arena was reset)")
+        _check_thread(self, level, "release the mark")
         cdef Py_ssize_t live = _views_since(self, level, False)
         if live:
             raise BufferError(f"cannot release: {live} view(s) allocated since the mark are "
@@ -504,6 +481,7 @@ cdef class Arena:
         (0, 0)
         """
         _check_open(self)
+        _check_thread(self, 1, "reset")
         cdef Py_ssize_t live = _views_since(self, 0, False)
         if live:
             raise BufferError(f"cannot reset: {live} view(s) are still alive "
@@ -540,6 +518,7 @@ cdef class Arena:
         cdef Py_ssize_t live = _views_since(self, 0, False)
         if live:
             raise BufferError(f"cannot close: {live} view(s) are still alive")
+        mapping_trim_file(self.map, self.touched)
         mapping_unmap(self.map)
         self.base = NULL
         _update_limit(self)
@@ -638,7 +617,9 @@ cdef class Arena:
         """flush(offset=0, size=None, *, asynchronous=False)
 
         msync ``[offset, offset + size)`` of a file-backed arena to its file (the whole
-        committed range by default). ValueError if the range is not committed.
+        committed range by default). ValueError if the range is not committed. A
+        ``Flags.SHARED`` file is then cut back to what the arena handed out: it grows by
+        commit steps while in use, and by what is used once flushed or closed.
 
         Examples
         --------
@@ -664,6 +645,8 @@ cdef class Arena:
             raise ValueError(f"flush range [{off}, {off}+{n}) is outside the "
                              f"{self.map.committed} committed bytes")
         mapping_flush(self.map, <size_t>off, <size_t>n, asynchronous)
+        mapping_trim_file(self.map, self.touched)
+        _update_limit(self)
 
     # -- protection --------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ time itself; ``growable``: for its rows, below), and the NEP 49 heap's cases in
 case             arena                                            peer                   target
 ===============  ===============================================  =====================  ======
 empty            ``a.empty(8, np.float64)``, per call             ``np.empty``           0.5
+calls            ``a.empty(8, d)`` cycling three dtypes; and      ``np.empty``;          1
+                 ``a.array([1.0, 2.0, 3.0])``                     ``np.array``           (each)
 step             three 8 MiB temporaries per step, ``reset()``    ``np.empty_like``      0.3
 touch            commit and write 512 MiB on transparent huge     the same on 4 KiB      0.25
                  pages
@@ -64,7 +66,7 @@ from .._format import format_bytes, format_time
 # numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
 # freed 8 MiB blocks, and the other cases' allocations change that. The NEP 49 heap's cases
 # (bench_heap) come after it for the same reason.
-CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "step", "touch",
+CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "calls", "step", "touch",
          "reset", "alloc_raw", "growable", "dask", "dask_cluster")
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -320,6 +322,34 @@ def case_empty(plan: Plan, progress: Progress) -> list[Result]:
         rows.append(Result(name, "a.empty(8, float64)", best[0], label, best[i + 1],
                            0.5 if i == 0 else None, plan.empty_repeat, note))
     return rows
+
+
+def case_calls(plan: Plan, progress: Progress) -> list[Result]:
+    """(a2) Where v1 lagged NumPy: ``a.empty`` cycling through three dtypes (v1's two-entry
+    dtype cache thrashed: 1.45x) and ``a.array`` of a short list of floats (v1 built a
+    temporary array and copied it with ``np.copyto``: 2.8x). Target: not slower than NumPy."""
+    n = plan.empty_number
+    a = Arena(max(8 * n * 64, 64 * MiB))
+    try:
+        a.commit(4 * n * 64)
+        names = {"a_empty": a.empty, "a_array": a.array, "np_empty": np.empty,
+                 "np_array": np.array, "reset": a.reset, "d0": np.float64, "d1": np.float32,
+                 "d2": np.int32}
+        cycle = "{}(8, d0); {}(8, d1); {}(8, d2)"
+        timers = [timeit.Timer(cycle.format(*["a_empty"] * 3), setup="reset()", globals=names),
+                  timeit.Timer(cycle.format(*["np_empty"] * 3), globals=names),
+                  timeit.Timer("a_array([1.0, 2.0, 3.0])", setup="reset()", globals=names),
+                  timeit.Timer("np_array([1.0, 2.0, 3.0])", globals=names)]
+        for timer in timers:
+            timer.timeit(min(n, 1000))
+        best = best_of(timers, plan.empty_repeat, n, progress)
+    finally:
+        a.close()
+    return [Result("calls", "a.empty(8, d), d: float64, float32, int32",
+                   best[0], "np.empty(8, d), same dtypes", best[1], 1.0, plan.empty_repeat,
+                   per="3 calls"),
+            Result("calls/array", "a.array([1.0, 2.0, 3.0])", best[2],
+                   "np.array([1.0, 2.0, 3.0])", best[3], 1.0, plan.empty_repeat)]
 
 
 def step(x, empty_like):
@@ -594,26 +624,24 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
     ]
 
 
-# The one build of this process: a list rather than functools.cache, whose wrapper's
-# signature mypy's stubtest cannot match with the function's.
-_consumer: list = []
+_consumer: list = []  # (module, why) once built
 
 
 def consumer():
     """(module, "") with ``arena.cython_example`` built, once per process, or (None, why)
     when this machine cannot build it: Cython, a C compiler or the Python headers missing.
-    Any other build failure is an error."""
-    if _consumer:
-        return _consumer[0]
-    why = cython_example.missing_toolchain()
-    if why is not None:
-        _consumer.append((None, why))
-        return _consumer[0]
-    folder = tempfile.mkdtemp(prefix="arena-bench-")
-    try:
-        _consumer.append((cython_example.build(folder), ""))
-    finally:  # the extension stays loaded after its file is gone
-        shutil.rmtree(folder, ignore_errors=True)
+    Any other build failure is an error. (Memoised by hand: stubtest cannot read the
+    signature through functools.cache.)"""
+    if not _consumer:
+        why = cython_example.missing_toolchain()
+        if why is not None:
+            _consumer.append((None, why))
+        else:
+            folder = tempfile.mkdtemp(prefix="arena-bench-")
+            try:
+                _consumer.append((cython_example.build(folder), ""))
+            finally:  # the extension stays loaded after its file is gone
+                shutil.rmtree(folder, ignore_errors=True)
     return _consumer[0]
 
 
@@ -773,6 +801,8 @@ def run(args: argparse.Namespace) -> int:
         progress.start(case)
         if case == "empty":
             rows = case_empty(plan, progress)
+        elif case == "calls":
+            rows = case_calls(plan, progress)
         elif case == "step":
             rows = case_step(plan, progress)
         elif case == "touch":
