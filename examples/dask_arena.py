@@ -45,7 +45,7 @@ def main():
     with ThreadPoolExecutor(2) as plain, ArenaExecutor(2) as pool:
         for name, p in (("ThreadPoolExecutor(2)", plain), ("ArenaExecutor(2)", pool)):
             expression().compute(scheduler="threads", pool=p)  # warm up: the arenas grow
-            value, took, n = timed(lambda: expression().compute(scheduler="threads", pool=p))
+            value, took, n = timed(lambda: expression().compute(scheduler="threads", pool=p))  # noqa: B023
             print(f"threads, {name:21}: {took:6.2f} s, {n:7d} page faults, sum = {value!r}")
         high = sum(s["high_water"] for s in pool.stats())
         print(f"ArenaExecutor: {len(pool.stats())} thread arenas, high water "

@@ -457,7 +457,7 @@ class FuzzMachine(RuleBasedStateMachine):
         except exc:
             pass
         except BaseException as other:
-            raise AssertionError(f"expected {exc}, got {type(other).__name__}: {other}")
+            raise AssertionError(f"expected {exc}, got {type(other).__name__}: {other}") from other
         else:
             raise AssertionError(f"expected {exc}, the call succeeded")
         assert self.snapshot() == before
@@ -903,7 +903,6 @@ class FuzzMachine(RuleBasedStateMachine):
             return
         except (ValueError, MemoryError) as exc:
             assert not fail
-            saved = (self.used, self.committed, self.hw, self.nalloc)
             try:
                 self.m_bump(nbytes, align or self.align)
             except Refused as r:

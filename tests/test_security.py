@@ -1,7 +1,6 @@
 """The guarantees of README "Security", each checked from outside the arena (/proc/self/maps,
 smaps VmFlags, a real core dump), and the documented limits that stay outside them."""
 import ctypes
-import os
 import resource
 
 import numpy as np

@@ -187,7 +187,8 @@ def test_eight_threads_allocate_scope_and_read_stats_on_one_arena(fast_switching
     assert total["allocations"] > THREADS * OPS * 0.3 and total["release"] > 0
     assert total["release-busy"] > 0  # the threads really did interleave inside scopes
     assert total["mark-refused"] > 0  # and marks were refused rather than interleaved
-    del survivors, results, x
+    del survivors, x
+    results.clear()
     a.reset()
     assert a.used == 0 and a.live_views == 0 and a.levels == 1
 
@@ -301,7 +302,7 @@ def test_the_gil_is_held_through_every_call():
         a.commit(512 << 20)                 # MADV_POPULATE_WRITE of 512 MiB
         t1, c1 = time.perf_counter(), ticks[0]
         time.sleep(t1 - t0)
-        t2, c2 = time.perf_counter(), ticks[0]
+        _, c2 = time.perf_counter(), ticks[0]
     finally:
         stop.set()
         t.join()

@@ -130,7 +130,7 @@ cdef object _new(Arena a, object shape, object dtype, object order, object align
 
 
 cdef inline object _place(Arena a, int nd, cnp.npy_intp* dims, cnp.dtype descr, size_t nbytes,
-                   size_t align, int flags, bint zero):
+                          size_t align, int flags, bint zero):
     """The allocation itself, once every argument is converted: nothing in here runs the
     caller's Python code, so nothing can allocate on top of it before its array holds its
     frame."""
@@ -416,3 +416,68 @@ cdef int _adopt_file_contents(Arena a) except -1:
         a.touched = a.nused
         mapping_commit(a.map, a.nused, False)  # opening a file never changes it
     return 0
+
+
+cdef int _arena_init(Arena a, size_or_options, protection) except -1:
+    """Arena.__cinit__: options, checks, the reservation, the first mark level."""
+    a.base = NULL
+    a.dtypes = _DtypeCache()
+    a.frames_rw = []
+    a.frames_ro = []
+    if isinstance(size_or_options, ArenaOptions):
+        options = size_or_options
+    elif not isinstance(size_or_options, bool) and hasattr(size_or_options, "__index__"):
+        options = ArenaOptions(size_or_options)  # int, numpy integers: validated there
+    else:
+        raise TypeError("Arena() takes a size in bytes or an ArenaOptions, "
+                        f"not {type(size_or_options).__name__}")
+    if not isinstance(protection, Protection):
+        raise TypeError("protection must be a Protection")
+    a.opts = options
+    prot = int(protection)
+    if (prot & PROT_WRITE) and (prot & PROT_EXEC) and \
+            UnsafeFlags.JIT not in options.unsafe_flags:
+        raise PermissionError("writable and executable pages need UnsafeFlags.JIT (W^X)")
+    a.page = options.page_size
+    a.align = options.alignment
+    a.region = _Region()
+    a.map = &a.region.m
+    mapping_reserve(a.map, options, prot)
+    a.base = a.map.base
+    heap_init(a, options)
+    _push_frame(a, 0)
+    if a.map.file_backed:
+        _adopt_file_contents(a)
+    _update_limit(a)
+    return 0
+
+
+cdef dict _stats(Arena a):
+    """Arena.stats()."""
+    return {
+        "address": a.address,
+        "reserved": a.map.reserved,
+        "committed": a.map.committed,
+        "used": a.nused,
+        "available": a.map.reserved - a.nused,
+        "high_water": a.high_water,
+        "num_allocations": a.nalloc,
+        "live_views": _views_since(a, 0, False),
+        "levels": PyList_GET_SIZE(a.frames_rw),
+        "page_size": a.page,
+        "commit_step": a.map.step,
+        "protection": Protection(a.map.prot),
+    }
+
+
+cdef str _repr(Arena a):
+    """Arena.__repr__()."""
+    if a.base == NULL:
+        return "<arena.Arena closed>"
+    flags = f" flags={Flags(a.map.flags)!r}" if a.map.flags else ""
+    b = format_bytes
+    return (f"<arena.Arena at {a.address:#x} used={b(a.nused)} "
+            f"committed={b(a.map.committed)} reserved={b(a.map.reserved)} "
+            f"allocations={a.nalloc} live_views={_views_since(a, 0, False)} "
+            f"levels={PyList_GET_SIZE(a.frames_rw)} page={b(a.page)} "
+            f"protection={Protection(a.map.prot).name}{flags}>")

@@ -1,5 +1,4 @@
-"""Arena: one reservation, a commit frontier, a bump pointer, per-level frames, and the
-NumPy array facade.
+"""Arena: one reservation, a commit frontier, a bump pointer, per-level frames, the ndarrays.
 
 The layers, one direction of use (each a file included here, so that the hot path never
 crosses a module boundary):
@@ -7,9 +6,9 @@ crosses a module boundary):
 - ``_mapping.pxi``: the OS layer (reserve, commit, protect, files); knows no NumPy;
 - ``_frames.pxi``: frames, marks and liveness (the safety core);
 - ``_convert.pxi``: argument conversion (shapes, dtypes, alignment, order);
-- ``_heap.pxi`` and ``_numpy_handler.pxi``: NumPy's own allocations (NEP 49), on top of
-  the bump pointer;
-- this file: the Arena itself (bump, the ndarray facade, lifetime, policy).
+- ``_heap.pxi``, ``_numpy_handler.pxi``: NumPy's allocations (NEP 49) over the bump;
+- ``_growable.pxi``: Growable, the top allocation of an arena of its own growing in place;
+- ``_arena.pxi`` and this file: the Arena (bump, the ndarray facade, lifetime, policy).
 
 Safety rests on one rule: every array handed out has as its base a ``_Frame`` of the mark
 level it was allocated in, so a frame's reference count (less the arena's own reference)
@@ -29,7 +28,8 @@ from libc.string cimport memset
 
 from arena._mman cimport PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 
-from ._errors import ArenaError, ArenaFullError, CommitError, os_error
+from ._errors import ArenaError  # no-cython-lint (arena._core.ArenaError, as the stub says)
+from ._errors import ArenaFullError, CommitError, os_error
 from ._format import format_bytes
 from ._options import ArenaOptions, Flags, Protection, UnsafeFlags
 
@@ -82,35 +82,7 @@ cdef class Arena:
     """
 
     def __cinit__(self, size_or_options, protection=Protection.READ_WRITE):
-        self.base = NULL
-        self.dtypes = _DtypeCache()
-        self.frames_rw = []
-        self.frames_ro = []
-        if isinstance(size_or_options, ArenaOptions):
-            options = size_or_options
-        elif not isinstance(size_or_options, bool) and hasattr(size_or_options, "__index__"):
-            options = ArenaOptions(size_or_options)  # int, numpy integers: validated there
-        else:
-            raise TypeError("Arena() takes a size in bytes or an ArenaOptions, "
-                            f"not {type(size_or_options).__name__}")
-        if not isinstance(protection, Protection):
-            raise TypeError("protection must be a Protection")
-        self.opts = options
-        prot = int(protection)
-        if (prot & PROT_WRITE) and (prot & PROT_EXEC) and \
-                UnsafeFlags.JIT not in options.unsafe_flags:
-            raise PermissionError("writable and executable pages need UnsafeFlags.JIT (W^X)")
-        self.page = options.page_size
-        self.align = options.alignment
-        self.region = _Region()
-        self.map = &self.region.m
-        mapping_reserve(self.map, options, prot)
-        self.base = self.map.base
-        heap_init(self, options)
-        _push_frame(self, 0)
-        if self.map.file_backed:
-            _adopt_file_contents(self)
-        _update_limit(self)
+        _arena_init(self, size_or_options, protection)
 
     cdef void* alloc_slow(self, size_t nbytes, size_t align) except NULL:
         """alloc_raw's way when the inline bump cannot serve: commit, or say why not."""
@@ -819,31 +791,10 @@ cdef class Arena:
         (80, 1, 1)
         """
         _check_open(self)
-        return {
-            "address": self.address,
-            "reserved": self.map.reserved,
-            "committed": self.map.committed,
-            "used": self.nused,
-            "available": self.map.reserved - self.nused,
-            "high_water": self.high_water,
-            "num_allocations": self.nalloc,
-            "live_views": _views_since(self, 0, False),
-            "levels": PyList_GET_SIZE(self.frames_rw),
-            "page_size": self.page,
-            "commit_step": self.map.step,
-            "protection": Protection(self.map.prot),
-        }
+        return _stats(self)
 
     def __repr__(self):
-        if self.base == NULL:
-            return "<arena.Arena closed>"
-        flags = f" flags={Flags(self.map.flags)!r}" if self.map.flags else ""
-        b = format_bytes
-        return (f"<arena.Arena at {self.address:#x} used={b(self.nused)} "
-                f"committed={b(self.map.committed)} reserved={b(self.map.reserved)} "
-                f"allocations={self.nalloc} live_views={_views_since(self, 0, False)} "
-                f"levels={PyList_GET_SIZE(self.frames_rw)} page={b(self.page)} "
-                f"protection={Protection(self.map.prot).name}{flags}>")
+        return _repr(self)
 
     def __reduce__(self):
         raise TypeError("an Arena cannot be pickled (it owns a memory mapping)")

@@ -190,7 +190,7 @@ class _NamedThreadPool(type):
 
 
 class ArenaExecutor(ThreadPoolExecutor, metaclass=_NamedThreadPool):
-    """ArenaExecutor(max_workers=None, options=None, *, thread_name_prefix="", initializer=None, initargs=())
+    """ArenaExecutor(max_workers=None, options=None, **thread_pool_keywords)
 
     A :class:`~concurrent.futures.ThreadPoolExecutor` whose every thread owns an arena and
     runs each submitted call inside that arena's ``numpy_allocator()``.

@@ -46,8 +46,6 @@ import argparse
 import gc
 import json
 import math
-import os
-import platform
 import resource
 import shutil
 import sys
@@ -62,11 +60,13 @@ from .. import Arena, ArenaOptions, Flags, _system, cython_example
 # exact=True for sizes: they are plan sizes and whole huge pages, and a label reads
 # "8 MiB", not "8.0 MiB".
 from .._format import format_bytes, format_time
+from .bench_report import environment, fmt_count, fmt_ratio, render
 
 # numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
 # freed 8 MiB blocks, and the other cases' allocations change that. The NEP 49 heap's cases
 # (bench_heap) come after it for the same reason.
-CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "calls", "step", "touch",
+CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "calls", "step",
+         "touch",
          "reset", "alloc_raw", "growable", "dask", "dask_cluster")
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -165,7 +165,8 @@ class Result:
         return value is not None and value <= self.target
 
     def as_dict(self) -> dict:
-        seconds = (lambda s: None if self.skipped else s)
+        def seconds(s):
+            return None if self.skipped else s
         return {
             "case": self.case,
             "arena": {"label": self.arena_label, "seconds": seconds(self.arena_seconds)},
@@ -462,7 +463,7 @@ def case_reset(plan: Plan, progress: Progress) -> list[Result]:
         best = best_of(timers, plan.reset_repeat, 1, progress)
     finally:
         a.close()
-    count = _fmt_count(n)
+    count = fmt_count(n)
     return [Result("reset", f"reset() after {count} a.empty(8)", best[0],
                    f"drop {count} np.empty(8) arrays", best[1], 0.001, plan.reset_repeat,
                    "allocations made untimed; arena arrays dropped as made", per="free")]
@@ -591,7 +592,7 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
     size = format_bytes(nbytes, exact=True)
     arena_label = f"{size} expr in a.numpy_allocator()"
     peer_label = f"{size} expr, NumPy's allocator"
-    r = lambda s: _fmt_ratio(s / numpy)  # noqa: E731
+    r = lambda s: fmt_ratio(s / numpy)  # noqa: E731
     floor_def = ("compute floor (the same 6 ufuncs a step with out= into 4 preallocated "
                  "buffers, no allocation) / plain NumPy")
     # glibc either hands NumPy's big blocks back to the kernel on free (a fresh heap: the
@@ -676,7 +677,7 @@ def case_alloc_raw(plan: Plan, progress: Progress) -> list[Result]:
         a.reset()
     finally:
         a.close()
-    count = _fmt_count(n)
+    count = fmt_count(n)
     how = (f"{count} calls a repeat from arena.cython_example (built once), arena committed "
            f"up front{' (but it grew: the loop included a commit)' if grew else ''} and "
            "reset between repeats")
@@ -689,76 +690,12 @@ def case_alloc_raw(plan: Plan, progress: Progress) -> list[Result]:
             for (name, label, target), seconds, note in zip(labels, best[:2], notes)]
 
 
-# -- reporting ------------------------------------------------------------------------------
-
-
-def _fmt_count(n: int) -> str:
-    return f"{n:.0e}".replace("e+0", "e") if n >= 10_000 else str(n)
-
-
-def _fmt_ratio(r: float | None) -> str:
-    if r is None:
-        return "-"
-    return f"{r:.3f}" if r >= 0.01 else f"{r:.1e}"
-
-
 def _huge_page_bytes(address: int, length: int) -> int:
     """AnonHugePages of the mappings overlapping the range, from /proc/self/smaps."""
     try:
         return _system.mapping_stats(address, length).get("AnonHugePages", 0)
     except OSError:
         return 0
-
-
-def render(results: list[Result], header: str) -> str:
-    """The results as an aligned text table, followed by each row's note."""
-    rows = [("case", "per", "arena", "time", "peer", "time", "ratio", "target", "met")]
-    for r in results:
-        if r.target is None:
-            target = "-"
-        elif r.target_unit == "seconds":
-            target = f"<= {format_time(r.target)}"
-        elif r.target_unit == "bytes":
-            target = f"<= {format_bytes(int(r.target))}"
-        else:
-            target = f"<= {r.target:g}"
-        if r.skipped:
-            times, met = ("-", "-", "-"), "skipped"
-        else:
-            fmt = {"s": format_time, "count": lambda n: f"{n:.0f}"}.get(
-                r.unit, lambda b: format_bytes(int(b)))
-            times = (fmt(r.arena_seconds), fmt(r.peer_seconds), _fmt_ratio(r.ratio))
-            met = "-" if r.met is None else ("yes" if r.met else "no")
-        rows.append((r.case, r.per, r.arena_label, times[0], r.peer_label, times[1], times[2],
-                     target, met))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    right = {3, 5, 6}
-    lines = [header, ""]
-    for k, row in enumerate(rows):
-        cells = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    lines.append("")
-    lines.append("time: best of the repeats, per the unit in 'per'; ratio: arena time / "
-                 "peer time; met: ratio <= target (arena time <= target where the target "
-                 "is a time)")
-    for r in results:
-        if r.note:
-            lines.append(f"{r.case}: {r.note}")
-    return "\n".join(lines)
-
-
-def _environment(plan_name: str) -> dict:
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "kernel": platform.release(),
-        "cpus": os.cpu_count(),
-        "thp_mode": _system.thp_mode(),
-        "plan": plan_name,
-    }
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -825,12 +762,12 @@ def run(args: argparse.Namespace) -> int:
             progress.done(head.note)
         elif head.unit != "s":
             progress.done(f"arena {format_bytes(int(head.arena_seconds))}, peer "
-                          f"{format_bytes(int(head.peer_seconds))}, ratio {_fmt_ratio(head.ratio)}")
+                          f"{format_bytes(int(head.peer_seconds))}, ratio {fmt_ratio(head.ratio)}")
         else:
             progress.done(f"arena {format_time(head.arena_seconds)}, peer "
-                          f"{format_time(head.peer_seconds)}, ratio {_fmt_ratio(head.ratio)}")
+                          f"{format_time(head.peer_seconds)}, ratio {fmt_ratio(head.ratio)}")
         results.extend(rows)
-    env = _environment(plan_name)
+    env = environment(plan_name)
     if args.json:
         print(json.dumps({"environment": env, "cases": [r.as_dict() for r in results]},
                          indent=2))

@@ -130,7 +130,7 @@ def case_dask(plan: Plan, progress: Progress) -> list[Result]:
         first = high_water()
         run("plain")
         done = 1  # ArenaExecutor computations so far
-        for r in range(p.repeat):
+        for _ in range(p.repeat):
             for side in ("arena", "plain"):
                 t, f = run(side)
                 times[side].append(t)
