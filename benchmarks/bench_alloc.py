@@ -112,3 +112,41 @@ class PyArrowAlloc:
                                                 n * 8, self.pool)
         for _ in self.batch:
             frombuffer(allocate(nbytes, memory_pool=mp), f8)
+
+
+class NumpyCalls:
+    """Where v1 lagged NumPy: ``empty`` cycling through three dtypes (its two-entry dtype
+    cache thrashed) and ``array`` of a short list of floats (a temporary array and a
+    ``np.copyto``). ``BATCH`` rounds of each; the arena side must not be slower."""
+
+    def setup(self):
+        self.arena = warm_arena(BATCH * 3 * ALIGN)
+        self.batch = range(BATCH)
+
+    def time_arena_empty_three_dtypes(self):
+        a = self.arena
+        empty, d0, d1, d2 = a.empty, np.float64, np.float32, np.int32
+        for _ in self.batch:
+            empty(8, d0)
+            empty(8, d1)
+            empty(8, d2)
+        a.reset()
+
+    def time_numpy_empty_three_dtypes(self):
+        empty, d0, d1, d2 = np.empty, np.float64, np.float32, np.int32
+        for _ in self.batch:
+            empty(8, d0)
+            empty(8, d1)
+            empty(8, d2)
+
+    def time_arena_array_list(self):
+        a = self.arena
+        array = a.array
+        for _ in self.batch:
+            array([1.0, 2.0, 3.0])
+        a.reset()
+
+    def time_numpy_array_list(self):
+        array = np.array
+        for _ in self.batch:
+            array([1.0, 2.0, 3.0])

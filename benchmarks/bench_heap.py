@@ -13,7 +13,7 @@ import random
 
 import numpy as np
 
-from arena import Arena, ArenaOptions, Flags
+from arena import ArenaOptions, Flags
 
 
 def _context(kind):

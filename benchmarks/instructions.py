@@ -258,7 +258,7 @@ def measure(names, layouts, runs, jobs):
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             for name in names:
                 t = time.monotonic()
-                got = list(pool.map(lambda _: runner.run(PATHS[name]), range(runs)))
+                got = list(pool.map(lambda _: runner.run(PATHS[name]), range(runs)))  # noqa: B023
                 results[name] = got
                 _log(f"  {name:<11} " + " | ".join(" ".join(f"{v:.2f}" for v in r)
                                                    for r in got)

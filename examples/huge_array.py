@@ -31,7 +31,7 @@ def main():
             x = a.zeros(nbytes // 8, np.float64)
             x[:] = 1.0  # first touch: faults in 2 MiB pages, not 4 KiB ones
         except MemoryError as exc:
-            raise SystemExit(f"not enough huge pages: {exc}")
+            raise SystemExit(f"not enough huge pages: {exc}") from exc
         took = time.perf_counter() - start
         with open("/proc/self/smaps_rollup") as f:
             huge = [line for line in f if line.startswith(("AnonHugePages", "Private_Hugetlb"))]

@@ -27,13 +27,13 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
     for name, case in cases.items():
         assert case["arena"]["label"] and case["peer"]["label"], name
         assert case["target_unit"] in ("ratio", "seconds", "bytes"), name
-        if case["skipped"]:  # alloc_raw without Cython or a compiler
-            assert name.startswith("alloc_raw") and case["note"].startswith("skipped: ")
+        if case["skipped"]:  # alloc_raw without Cython or a compiler, dask without Dask
+            assert name.startswith(("alloc_raw", "dask")) and case["note"].startswith("skipped: ")
             assert case["arena"]["seconds"] is None and case["ratio"] is None
             assert case["met"] is None
             continue
         arena, peer = case["arena"]["seconds"], case["peer"]["seconds"]
-        assert (arena >= 0 if case["unit"] == "B" else arena > 0) and peer > 0, name
+        assert peer > 0 and (arena > 0 or case["unit"] in ("B", "count")), name  # 0 B, 0 faults
         assert case["ratio"] == pytest.approx(arena / peer, rel=1e-12), name
         judged = case["ratio"] if case["target_unit"] == "ratio" else arena
         if case["target"] is None:
@@ -41,15 +41,19 @@ def test_json_has_every_case_with_consistent_ratios(capsys):
         else:
             assert case["met"] == (judged <= case["target"]), name
     # (the last row of each name: heap's is its largest count, calloc's the untouched zeros)
-    assert {name: cases[name]["target"] for name in _bench.CASES if name != "numpy_allocator"} == {
+    # (the Dask cases: test_dask's bench rows)
+    mine = [name for name in _bench.CASES
+            if not name.startswith(("numpy_allocator", "dask", "calls"))]
+    assert {name: cases[name]["target"] for name in mine} == {
         "empty": 0.5, "step": 0.3, "touch": 0.25, "reset": 0.001, "alloc_raw": 2e-9,
         "heap": 1.0, "calloc": None, "purge": 64 << 20, "fromiter": 1.6, "growable": 0.5,
         "shared": 0.25}
-    units = {name: cases[name]["target_unit"] for name in _bench.CASES}
+    units = {name: cases[name]["target_unit"] for name in mine}
     assert units.pop("alloc_raw") == "seconds" and units.pop("purge") == "bytes"
     assert set(units.values()) == {"ratio"}
     assert [c["target"] for c in doc["cases"] if c["case"] == "calloc/thp"] == [1.0, 1.0, None]
     assert cases["heap/temporaries"]["target"] == 1.0
+    assert cases["calls"]["target"] == cases["calls/array"]["target"] == 1
     assert doc["environment"]["plan"] == "smoke"
     # Progress: one line per case on stderr, nothing else on stdout but the JSON.
     assert [line.split(":")[0] for line in err.splitlines()] == [
@@ -187,3 +191,13 @@ def test_growable_builds_agree():
     want = build("concatenate", 1 << 20, 1 << 14)
     for kind in ("growable", "resize", "append"):
         assert np.array_equal(build(kind, 1 << 20, 1 << 14), want), kind
+
+
+def test_bench_skips_without_dask(capsys, monkeypatch):
+    from arena.tools import bench_dask
+    monkeypatch.setattr(bench_dask, "missing", lambda: "no dask here")
+    assert main(["bench", "--smoke", "--json", "--cases", "dask,dask_cluster"]) == 0
+    cases = json.loads(capsys.readouterr().out)["cases"]
+    assert [c["case"] for c in cases] == ["dask", "dask/faults", "dask/high water",
+                                          "dask_cluster"]
+    assert all(c["skipped"] and c["note"] == "skipped: no dask here" for c in cases)

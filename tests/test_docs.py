@@ -1,5 +1,6 @@
 """Every example in README.md and in the package's docstrings runs and prints what it says."""
 import doctest
+import importlib
 import pathlib
 
 import pytest
@@ -14,8 +15,16 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
+def _optional(name):
+    """The module, or a skipped parameter where its optional dependency is missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        return pytest.param(None, id=name, marks=pytest.mark.skip(reason=str(exc)))
+
+
 @pytest.mark.parametrize("module", [arena, arena._core, arena._format, arena._options,
-                                    arena._system],
+                                    arena._system, _optional("arena.dask")],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=FLAGS, raise_on_error=False)

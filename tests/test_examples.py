@@ -48,6 +48,17 @@ def test_sensor_log(tmp_path):
     assert log.shape == (n + 1, 3) and (np.diff(log[:, 0]) > 0).all()
 
 
+@pytest.mark.slow
+def test_dask_arena():
+    out = run("dask_arena.py", "--size", "800", "--chunk", "200")
+    if out.startswith("skipped:"):  # without the extra the example says so and exits 0
+        assert "arena[dask]" in out
+        pytest.skip(out.strip())
+    sums = {line.rsplit("sum = ", 1)[1] for line in out.splitlines() if "sum = " in line}
+    assert len(sums) == 1, out  # identical results, with and without arenas
+    assert "ArenaExecutor: 2 thread arenas" in out and "ArenaPlugin: worker arenas'" in out
+
+
 def test_shared_pool():
     out = run("shared_pool.py", "--results", "6", "--mib", "2").splitlines()
     for round_, (head, figures) in enumerate([out[0:2], out[2:4]]):

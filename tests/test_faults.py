@@ -152,11 +152,16 @@ def test_rlimit_as_refuses_the_reservation_without_leaks(tmp_path):
     out = child(f"""
         resource.setrlimit(resource.RLIMIT_AS, (1 << 33, resource.RLIM_INFINITY))
         T = 1 << 40
-        refused('as-plain', lambda: arena.Arena(T))
-        refused('as-shared', lambda: ArenaOptions(T).with_flags(Flags.SHARED).reserve())
-        refused('as-thp', lambda: ArenaOptions(T).with_flags(Flags.TRANSPARENT_HUGE_PAGES)
-                .reserve())
-        refused('as-file', lambda: ArenaOptions(T).with_file({str(tmp_path / 'f')!r}).reserve())
+        # Each says which limit refused: ENOMEM alone reads "Cannot allocate memory" for
+        # RLIMIT_AS and vm.max_map_count alike.
+        for e in (refused('as-plain', lambda: arena.Arena(T)),
+                  refused('as-shared', lambda: ArenaOptions(T).with_flags(Flags.SHARED)
+                          .reserve()),
+                  refused('as-thp', lambda: ArenaOptions(T)
+                          .with_flags(Flags.TRANSPARENT_HUGE_PAGES).reserve()),
+                  refused('as-file', lambda: ArenaOptions(T)
+                          .with_file({str(tmp_path / 'f')!r}).reserve())):
+            assert 'RLIMIT_AS' in str(e) and 'max_map_count' not in str(e), e
         if {HUGE} in arena.page_sizes():
             refused('as-hugetlb', lambda: ArenaOptions(T).with_page_size({HUGE}).reserve())
         a = arena.Arena(1 << 30)          # what fits still works
@@ -271,7 +276,8 @@ def test_map_count_exhausted_gives_memoryerror_never_a_crash(tmp_path):
         pp = arena.Arena(1 << 24)
         pp.commit(4 << 20)
         fill()
-        refused('maps-reserve', lambda: arena.Arena(1 << 20))
+        e = refused('maps-reserve', lambda: arena.Arena(1 << 20))
+        assert 'vm.max_map_count' in str(e) and 'RLIMIT' not in str(e), e
         refused('maps-reserve-shared', lambda: ArenaOptions(1 << 20).with_flags(Flags.SHARED)
                 .reserve())
         refused('maps-reserve-thp', lambda: ArenaOptions(1 << 24)
@@ -297,7 +303,8 @@ def test_map_count_exhausted_gives_memoryerror_never_a_crash(tmp_path):
         free_slots(1)
         a = arena.Arena(1 << 24)
         fill()
-        refused('maps-commit', lambda: a.zeros(10), a)
+        e = refused('maps-commit', lambda: a.zeros(10), a)
+        assert 'vm.max_map_count' in str(e), e
         refused('maps-commit-explicit', lambda: a.commit(1), a)
         def numpy_call():
             with a.numpy_allocator():
@@ -399,7 +406,8 @@ def test_mlock_refused_by_memlock_limit_for_an_unprivileged_process():
 def test_file_growth_refused_by_rlimit_fsize_is_oserror(tmp_path):
     path = tmp_path / "grow"
     out = child(f"""
-        a = ArenaOptions(1 << 26).with_file({str(path)!r}).with_commit_step(1 << 16).reserve()
+        a = (ArenaOptions(1 << 26).with_file({str(path)!r}).with_flags(Flags.SHARED)
+             .with_commit_step(1 << 16).reserve())
         keep = a.full(1000, 9.0)
         size = os.path.getsize({str(path)!r})
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
@@ -438,7 +446,8 @@ def test_full_filesystem_with_populate_is_memoryerror(tiny_tmpfs):
     first touch is a documented limit of file-backed memory)."""
     path = tiny_tmpfs / "pop"
     out = child(f"""
-        a = (ArenaOptions(16 << 20).with_file({str(path)!r}).with_flags(Flags.POPULATE)
+        a = (ArenaOptions(16 << 20).with_file({str(path)!r})
+             .with_flags(Flags.SHARED | Flags.POPULATE)
              .with_commit_step(1 << 12).reserve())
         x = a.alloc(512 << 10); x[:] = 3
         refused('enospc-populate', lambda: a.alloc(1 << 20), a, keep=[x])

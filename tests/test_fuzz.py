@@ -7,7 +7,10 @@ agree with it.
 ``FuzzMachine`` covers the whole public API: every allocation kind, views, slices,
 ``view``/``offset_of`` with good and bad offsets, scopes (with leaks and exceptions), reset
 with and without decommit, commit/decommit, protection changes, NumPy's own allocations
-(NEP 49, including ``realloc`` through ``ndarray.resize``) and bad arguments of every kind.
+(NEP 49, including ``realloc`` through ``ndarray.resize``), bad arguments of every kind,
+hostile arguments (an ``__index__``, ``__float__``, ``__array__`` or ``dtype`` attribute
+that allocates from the same arena, and sometimes raises), dtype specs edited between
+calls, and marks and resets from another thread.
 After every step:
 
 * every live array still holds its bytes (read through ctypes, so that the probe is not
@@ -21,6 +24,7 @@ is unset (a few thousand steps each, well under a minute), ``long`` with
 ``HYPOTHESIS_PROFILE=long`` (far more).
 """
 import ctypes
+import threading
 
 import numpy as np
 import pytest
@@ -241,6 +245,71 @@ class Block:
         return self.start + self.size
 
 
+class HostileError(Exception):
+    """Raised by a hostile conversion (after it allocated from the arena)."""
+
+
+class Hostile:
+    """Runs ``hit`` (an allocation from the arena, maybe an exception) whenever NumPy or the
+    arena converts it; each subclass offers one conversion."""
+
+    def __init__(self, hit, value):
+        self.hit, self.value = hit, value
+
+
+class HostileIndex(Hostile):
+    def __index__(self):
+        self.hit()
+        return self.value
+
+
+class HostileFloat(Hostile):
+    def __float__(self):
+        self.hit()
+        return float(self.value)
+
+    def __int__(self):
+        self.hit()
+        return int(self.value)
+
+
+class HostileArray(Hostile):
+    def __array__(self, dtype=None, copy=None):
+        self.hit()
+        return np.full(self.value, 1.0, dtype=dtype)
+
+
+class HostileDtype(Hostile):
+    @property
+    def dtype(self):
+        self.hit()
+        return self.value
+
+
+# name -> (arena, hit, n, dtype, align) -> (call, bytes it allocates, its alignment or None)
+HOSTILE_CALLS = {
+    "empty-shape-entry": lambda a, hit, n, dt, al: (
+        lambda: a.empty((2, HostileIndex(hit, n)), dt), 2 * n * dt.itemsize, None),
+    "zeros-dtype-attribute": lambda a, hit, n, dt, al: (
+        lambda: a.zeros(n, HostileDtype(hit, dt)), n * dt.itemsize, None),
+    "full-fill-float": lambda a, hit, n, dt, al: (
+        lambda: a.full(n, HostileFloat(hit, 2), dt), n * dt.itemsize, None),
+    "full-fill-array": lambda a, hit, n, dt, al: (
+        lambda: a.full((2, 3), HostileArray(hit, 3)), 48, None),
+    "array-__array__": lambda a, hit, n, dt, al: (
+        lambda: a.array(HostileArray(hit, n)), 8 * n, None),
+    "array-items": lambda a, hit, n, dt, al: (
+        lambda: a.array([HostileFloat(hit, 1)] * 2, dtype=dt), 2 * dt.itemsize, None),
+    "like-shape-entry": lambda a, hit, n, dt, al: (
+        lambda: a.empty_like(np.ones(2, dt), shape=(HostileIndex(hit, n),)),
+        n * dt.itemsize, None),
+    "alloc-nbytes": lambda a, hit, n, dt, al: (
+        lambda: a.alloc(HostileIndex(hit, n)), n, None),
+    "empty-align": lambda a, hit, n, dt, al: (
+        lambda: a.empty(n, dt, align=HostileIndex(hit, al)), n * dt.itemsize, al),
+}
+
+
 class Refused(Exception):
     """The model's prediction that a call fails with ``exc``."""
 
@@ -273,6 +342,7 @@ class FuzzMachine(RuleBasedStateMachine):
         self.used = self.nalloc = self.committed = self.hw = 0
         self.prot = R | W
         self.levels = [(None, 0, 0)]  # (Mark, start, nalloc at the mark)
+        self.other_marks = set()      # ids of the marks other threads made
         self.dead_marks = []
         self.items = {}
         self.blocks = []
@@ -387,7 +457,7 @@ class FuzzMachine(RuleBasedStateMachine):
         except exc:
             pass
         except BaseException as other:
-            raise AssertionError(f"expected {exc}, got {type(other).__name__}: {other}")
+            raise AssertionError(f"expected {exc}, got {type(other).__name__}: {other}") from other
         else:
             raise AssertionError(f"expected {exc}, the call succeeded")
         assert self.snapshot() == before
@@ -625,6 +695,44 @@ class FuzzMachine(RuleBasedStateMachine):
         if decommit:
             self.committed = 0
 
+    @rule(what=st.sampled_from(["mark", "reset"]))
+    def from_another_thread(self, what):
+        """Marks are one stack per arena: while this thread has a mark open, another
+        thread's mark() or reset() raises RuntimeError and changes nothing (v1: levels of
+        two threads interleaved); otherwise it works as here, and a mark made by a thread
+        that has ended is anyone's to release."""
+        STEPS[0] += 1
+        open_here = [m for m, _, _ in self.levels[1:] if id(m) not in self.other_marks]
+        refused = bool(open_here) if what == "reset" else \
+            len(self.levels) > 1 and id(self.levels[-1][0]) not in self.other_marks
+        out = []
+
+        def run():
+            try:
+                out.append(getattr(self.a, what)())
+            except BaseException as exc:  # noqa: BLE001 - checked below, in this thread
+                out.append(exc)
+
+        before = self.snapshot()
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        (got,) = out
+        if refused or (what == "reset" and self.views_since(0)):
+            kind = RuntimeError if refused else BufferError
+            assert isinstance(got, kind), got
+            assert self.snapshot() == before
+            return
+        assert not isinstance(got, BaseException), got
+        if what == "mark":
+            assert got.offset == self.used
+            self.levels.append((got, self.used, self.nalloc))
+            self.other_marks.add(id(got))
+        else:
+            self.m_release(1) if len(self.levels) > 1 else None
+            self.used = self.nalloc = self.view_end = 0
+            self.blocks.clear()
+
     # -- memory control ----------------------------------------------------------------------------
 
     @rule(data=st.data())
@@ -761,6 +869,77 @@ class FuzzMachine(RuleBasedStateMachine):
             if v.kind == "view" and v.start < start + need and start < v.start + v.nbytes:
                 v.snap = raw(self.a.address + v.start, v.nbytes)
 
+    # -- hostile arguments and mutable dtype specs ------------------------------------------------------
+
+    def hostile_hit(self, fail):
+        """What a hostile conversion does: allocate from this very arena (an allocation the
+        model predicts, like any other) and maybe raise."""
+        try:
+            start = self.m_bump(32, self.align)
+        except Refused:
+            pass                            # the arena could not serve it: no allocation
+        else:
+            x = self.a.full(4, 7.0)
+            assert addr(x) == self.a.address + start
+            self.add("arena", x, start, 32, len(self.levels) - 1, True, True)
+        if fail:
+            raise HostileError("hostile conversion")
+
+    @rule(call=st.sampled_from(sorted(HOSTILE_CALLS)), n=st.integers(0, 40),
+          dtype=st.sampled_from(DTYPES[:5]), al=st.sampled_from([8, 64, 256]),
+          fail=st.booleans())
+    def hostile_argument(self, call, n, dtype, al, fail):
+        """An argument of an allocating call whose ``__index__``, ``__float__``,
+        ``__array__`` or ``dtype`` attribute allocates from the same arena and sometimes
+        raises: what it allocated stays live and intact (v1's full() freed it), and the call
+        itself allocates after it or not at all."""
+        STEPS[0] += 1
+        make, nbytes, align = HOSTILE_CALLS[call](self.a, lambda: self.hostile_hit(fail), n,
+                                                  dtype, al)
+        try:
+            x = make()
+        except HostileError:
+            assert fail
+            return
+        except (ValueError, MemoryError) as exc:
+            assert not fail
+            try:
+                self.m_bump(nbytes, align or self.align)
+            except Refused as r:
+                assert isinstance(exc, r.exc), (exc, r.exc)
+                return
+            raise AssertionError(f"{call} refused ({exc!r}) where the model allocates") \
+                from None
+        assert not fail
+        start = self.m_bump(nbytes, align or self.align)
+        assert addr(x) == self.a.address + start and x.nbytes == nbytes
+        self.add("arena", x, start, nbytes, len(self.levels) - 1, True, True)
+
+    @rule(n=st.integers(0, 6), first=st.sampled_from(DTYPES[:5]),
+          then=st.sampled_from(DTYPES[:5]), as_dict=st.booleans())
+    def mutable_dtype_spec(self, n, first, then, as_dict):
+        """A list or dict dtype spec edited between two calls: the second call (and a view)
+        must use the edited spec (v1's identity-keyed cache gave the old dtype)."""
+        STEPS[0] += 1
+        spec = {"names": ["a"], "formats": [first]} if as_dict else [("a", first)]
+        for _ in range(2):
+            want = np.dtype(spec)
+            try:
+                start = self.m_bump(n * want.itemsize, self.align)
+            except Refused as r:
+                self.expect_refusal(lambda: self.a.empty(n, spec), r.exc)
+            else:
+                x = self.a.empty(n, spec)
+                assert x.dtype == want and addr(x) == self.a.address + start
+                self.add("arena", x, start, x.nbytes, len(self.levels) - 1, True, True)
+            if self.prot & R and self.used >= want.itemsize:
+                assert self.a.view(0, 1, spec).dtype == want
+                self.view_end = max(self.view_end, want.itemsize)
+            if as_dict:
+                spec["formats"][0] = then
+            else:
+                spec.append(("b", then))
+
     # -- bad arguments -----------------------------------------------------------------------------------
 
     @rule(data=st.data())
@@ -802,25 +981,11 @@ class FuzzMachine(RuleBasedStateMachine):
         self.expect_refusal(call, exc)
 
     @rule()
-    def full_with_unconvertible_value_rolls_back(self):
-        """``full`` fails after allocating: used/num_allocations go back (pages committed on
-        the way may stay committed, and high_water may have seen them)."""
+    def full_with_unconvertible_value_changes_nothing(self):
+        """``full`` converts its fill value before it allocates: a value that cannot be
+        converted changes nothing at all (v1 allocated first and rolled back)."""
         STEPS[0] += 1
-        a = self.a
-        before = (a.used, a.num_allocations, a.live_views)
-        try:
-            start = self.m_bump(80, self.align)
-        except Refused as r:
-            return self.expect_refusal(lambda: a.full(10, "x", dtype=float), r.exc)
-        self.used, self.nalloc = before[0], before[1]  # rolled back; commit/hw kept
-        try:
-            a.full(10, "x", dtype=float)
-        except ValueError:
-            pass
-        else:
-            raise AssertionError("full() with an unconvertible value succeeded")
-        assert (a.used, a.num_allocations, a.live_views) == before
-        assert a.committed >= start + 80
+        self.expect_refusal(lambda: self.a.full(10, "x", dtype=float), ValueError)
 
     # -- invariants -----------------------------------------------------------------------------------
 

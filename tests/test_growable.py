@@ -129,7 +129,7 @@ def test_extend_forms():
     g.extend(np.arange(4).reshape(2, 2))                  # an array: one copy
     g.extend(np.arange(20).reshape(5, 4)[:, ::2][:2])     # strided
     g.extend([[9, 9]])                                    # a list
-    g.extend(((i, i) for i in range(3)))                  # a generator, chunked
+    g.extend((i, i) for i in range(3))                  # a generator, chunked
     g.extend(memoryview(np.array([[7, 8]], np.int32)))    # a buffer
     g.extend(np.empty((0, 2)))
     g.extend([])

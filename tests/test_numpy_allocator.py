@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from arena import Arena, ArenaOptions
+from arena import ArenaOptions
 from helpers import check_child
 
 MiB = 1 << 20

@@ -128,3 +128,20 @@ def test_arena_constructor_forms():
         arena.Arena(True)
     with pytest.raises(ValueError):
         arena.Arena(0)
+
+
+def test_options_pickle_by_value(tmp_path):
+    """Options travel to other processes (a Dask worker plugin, a pool's initargs)."""
+    import copy
+    import pickle
+    opts = (ArenaOptions(1 << 30).with_flags(Flags.TRANSPARENT_HUGE_PAGES)
+            .with_commit_step(1 << 22).with_purge_delay(None).with_small_threshold(0))
+    back = pickle.loads(pickle.dumps(opts))
+    assert back == opts and back.purge_delay is None and back.flags == opts.flags
+    assert copy.deepcopy(opts) == opts
+    with pytest.raises(AttributeError):
+        back.size = 5  # still immutable
+    path = str(tmp_path / "a.arena")
+    assert pickle.loads(pickle.dumps(ArenaOptions(1 << 20).with_file(path))).file == path
+    with open(path, "wb") as f, pytest.raises(TypeError, match="give with_file"):
+        pickle.dumps(ArenaOptions(1 << 20).with_file(f))

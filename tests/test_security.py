@@ -1,7 +1,6 @@
 """The guarantees of README "Security", each checked from outside the arena (/proc/self/maps,
 smaps VmFlags, a real core dump), and the documented limits that stay outside them."""
 import ctypes
-import os
 import resource
 
 import numpy as np
@@ -332,14 +331,18 @@ def test_view_over_numpy_block_survives_the_block():
 
 
 def test_failed_full_does_not_free_bytes_a_view_made_meanwhile_covers():
+    """full() converts its fill value before it allocates: code the conversion runs can
+    neither view the bytes full() will fill (they are not in use yet) nor lose what it
+    allocated itself when full() then fails."""
     a = Arena(MiB)
     a.zeros(8)
     seen = []
 
     class Evil:
         def __float__(self):
-            seen.append(a.view(64, 10, np.float64))   # the bytes full() is filling
-            seen[0][:] = 42.0
+            with pytest.raises(ValueError):
+                a.view(64, 10, np.float64)            # the bytes full() would fill
+            seen.append(a.full(10, 42.0))             # an allocation of its own
             raise RuntimeError("no")
 
     with pytest.raises(RuntimeError):
@@ -382,7 +385,8 @@ def test_limit_truncating_a_shared_file_under_an_arena_is_sigbus(tmp_path):
     README "Security" says so."""
     out = run_child(f"""
         import os, sys, numpy as np, arena
-        a = arena.ArenaOptions(1 << 24).with_file({str(tmp_path / 'f')!r}).reserve()
+        a = arena.ArenaOptions(1 << 24).with_file({str(tmp_path / 'f')!r}).with_flags(
+            arena.Flags.SHARED).reserve()
         x = a.full(1 << 20, 1, dtype=np.uint8)
         os.truncate({str(tmp_path / 'f')!r}, 0)
         sys.stdout.write('truncated\\n'); sys.stdout.flush()

@@ -70,6 +70,6 @@ cdef class Arena:
     cdef size_t view_end            # end of the furthest view() since a reset/release below it
     cdef size_t high_water_before   # high water before the last decommit
     cdef size_t align               # default alignment of sub-allocations
-    cdef object dtype_key, dtype_val, dtype_key2, dtype_val2
+    cdef object dtypes              # a _DtypeCache (_convert.pxi)
     cdef object opts
     cdef object sh                  # _Shared (_shared.pxi) of a multi-process arena, else None

@@ -12,7 +12,8 @@ from ._errors import ArenaFullError as ArenaFullError
 from ._errors import CommitError as CommitError
 from ._options import ArenaOptions, Protection
 
-_Shape = SupportsIndex | tuple[SupportsIndex, ...] | list[SupportsIndex]
+_Shape = (SupportsIndex | tuple[SupportsIndex, ...] | list[SupportsIndex]
+          | np.ndarray[Any, np.dtype[np.integer[Any]]])
 _Order = Literal["C", "F", "c", "f"] | None
 
 __test__: dict[str, str]
@@ -52,20 +53,23 @@ class Arena:
     @property
     def options(self) -> ArenaOptions: ...
     # sub-allocations
-    def empty(self, shape: _Shape, dtype: npt.DTypeLike = ..., *, order: _Order = ...,
+    def empty(self, shape: _Shape, dtype: npt.DTypeLike = ..., order: _Order = ..., *,
               align: int | None = None) -> np.ndarray[Any, Any]: ...
-    def zeros(self, shape: _Shape, dtype: npt.DTypeLike = ..., *, order: _Order = ...,
+    def zeros(self, shape: _Shape, dtype: npt.DTypeLike = ..., order: _Order = ..., *,
               align: int | None = None) -> np.ndarray[Any, Any]: ...
-    def full(self, shape: _Shape, fill_value: Any, dtype: npt.DTypeLike | None = None, *,
-             order: _Order = "C", align: int | None = None) -> np.ndarray[Any, Any]: ...
+    def full(self, shape: _Shape, fill_value: Any, dtype: npt.DTypeLike | None = None,
+             order: _Order = "C", *, align: int | None = None) -> np.ndarray[Any, Any]: ...
     def empty_like(self, prototype: npt.ArrayLike, dtype: npt.DTypeLike | None = None,
-                   order: Literal["C", "F", "A", "K"] = "K", shape: _Shape | None = None, *,
+                   order: Literal["C", "F", "A", "K"] = "K", subok: bool = True,
+                   shape: _Shape | None = None, *,
                    align: int | None = None) -> np.ndarray[Any, Any]: ...
     def zeros_like(self, prototype: npt.ArrayLike, dtype: npt.DTypeLike | None = None,
-                   order: Literal["C", "F", "A", "K"] = "K", shape: _Shape | None = None, *,
+                   order: Literal["C", "F", "A", "K"] = "K", subok: bool = True,
+                   shape: _Shape | None = None, *,
                    align: int | None = None) -> np.ndarray[Any, Any]: ...
     def array(self, obj: npt.ArrayLike, dtype: npt.DTypeLike | None = None, *,
-              order: Literal["C", "F", "A", "K"] = "K",
+              copy: bool | None = True, order: Literal["C", "F", "A", "K"] | None = "K",
+              ndmin: SupportsIndex = 0,
               align: int | None = None) -> np.ndarray[Any, Any]: ...
     def alloc(self, nbytes: SupportsIndex, *,
               align: int | None = None) -> np.ndarray[Any, np.dtype[np.uint8]]: ...

@@ -1,5 +1,4 @@
-"""Arena: one reservation, a commit frontier, a bump pointer, per-level frames, and the
-NumPy array facade.
+"""Arena: one reservation, a commit frontier, a bump pointer, per-level frames, the ndarrays.
 
 The layers, one direction of use (each a file included here, so that the hot path never
 crosses a module boundary):
@@ -7,11 +6,10 @@ crosses a module boundary):
 - ``_mapping.pxi``: the OS layer (reserve, commit, protect, files); knows no NumPy;
 - ``_frames.pxi``: frames, marks and liveness (the safety core);
 - ``_convert.pxi``: argument conversion (shapes, dtypes, alignment, order);
-- ``_heap.pxi`` and ``_numpy_handler.pxi``: NumPy's own allocations (NEP 49), on top of
-  the bump pointer;
-- ``_shared.pxi`` and ``_shared_pickle.pxi``: arenas shared by several processes (an atomic
-  bump in a control block, process slots) and their way through ``multiprocessing``;
-- this file: the Arena itself (bump, the ndarray facade, lifetime, policy).
+- ``_heap.pxi``, ``_numpy_handler.pxi``: NumPy's allocations (NEP 49) over the bump;
+- ``_growable.pxi``: Growable, the top allocation of an arena of its own growing in place;
+- ``_shared*.pxi``: one arena for several processes (an atomic bump in shared memory);
+- ``_arena.pxi`` and this file: the Arena (bump, the ndarray facade, lifetime, policy).
 
 Safety rests on one rule: every array handed out has as its base a ``_Frame`` of the mark
 level it was allocated in, so a frame's reference count (less the arena's own reference)
@@ -30,9 +28,9 @@ from libc.stdlib cimport free
 from libc.string cimport memset
 
 from arena._mman cimport PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
-from arena._overflow cimport arena_add_overflow
 
-from ._errors import ArenaError, ArenaFullError, CommitError, os_error
+from ._errors import ArenaError  # no-cython-lint (arena._core.ArenaError, as the stub says)
+from ._errors import ArenaFullError, CommitError, os_error
 from ._format import format_bytes
 from ._options import ArenaOptions, Flags, Protection, UnsafeFlags
 
@@ -52,9 +50,6 @@ include "_convert.pxi"
 include "_heap.pxi"
 include "_numpy_handler.pxi"
 include "_shared.pxi"
-include "_shared_pickle.pxi"
-
-
 include "_arena.pxi"
 include "_growable.pxi"
 
@@ -87,41 +82,13 @@ cdef class Arena:
     """
 
     def __cinit__(self, size_or_options, protection=Protection.READ_WRITE):
-        self.base = NULL
-        self.frames_rw = []
-        self.frames_ro = []
-        if isinstance(size_or_options, ArenaOptions):
-            options = size_or_options
-        elif not isinstance(size_or_options, bool) and hasattr(size_or_options, "__index__"):
-            options = ArenaOptions(size_or_options)  # int, numpy integers: validated there
-        else:
-            raise TypeError("Arena() takes a size in bytes or an ArenaOptions, "
-                            f"not {type(size_or_options).__name__}")
-        if not isinstance(protection, Protection):
-            raise TypeError("protection must be a Protection")
-        self.opts = options
-        prot = int(protection)
-        if (prot & PROT_WRITE) and (prot & PROT_EXEC) and \
-                UnsafeFlags.JIT not in options.unsafe_flags:
-            raise PermissionError("writable and executable pages need UnsafeFlags.JIT (W^X)")
-        self.page = options.page_size
-        self.align = options.alignment
-        self.region = _Region()
-        self.map = &self.region.m
-        _reserve(self, options, prot)
-        self.base = self.map.base
-        heap_init(self, options)
-        _push_frame(self, 0)
-        if self.map.file_backed:
-            _adopt_file_contents(self)
-        _update_limit(self)
+        _arena_init(self, size_or_options, protection)
 
     cdef void* alloc_slow(self, size_t nbytes, size_t align) except NULL:
         """alloc_raw's way when the inline bump cannot serve: commit, or say why not."""
         cdef void* p = _bump(self, nbytes, align)
         self.nalloc += 1
-        if self.sh is not None:
-            _publish(<_Shared>self.sh)  # a raw pointer is no view: unpublish it
+        _shared_unpublish(self)  # a raw pointer is no view (a shared arena published it)
         return p
 
     def numpy_allocator(self):
@@ -181,50 +148,58 @@ cdef class Arena:
         >>> a.used, a.committed >= 32 << 20
         (0, True)
         """
-        _check_open(self)
-        if self.sh is not None:
-            _shared_decommit(self, 0)
-            return
+        _shared_purge(self)  # (checks it is open) a shared arena: for every process
         if _purgeable(self):
             heap_purge(self, True, 0, -1)
             heap_purge_above(self)
 
     def __dealloc__(self):
-        heap_dealloc(&self.heap)
-        if self.sh is not None:
-            (<_Shared>self.sh).arena = NULL
+        _arena_dealloc(self)
+        if self.map != NULL:  # the region (alive while arrays are) trims the file at unmap
+            self.map.file_used = self.touched
 
     # -- sub-allocations ---------------------------------------------------------------------
 
-    def empty(self, shape, dtype=float, *, order=_C, align=None):
-        """empty(shape, dtype=float, *, order="C", align=None)
+    def empty(self, shape, dtype=float, order=_C, *, align=None):
+        """empty(shape, dtype=float, order="C", *, align=None)
 
         An uninitialised array in the arena.
 
         Parameters
         ----------
-        shape : int or tuple of ints
+        shape : int or sequence of ints
+            A 1-D integer ndarray too, as NumPy takes.
         dtype : data-type, optional
-            Any NumPy dtype that holds no Python objects (TypeError otherwise).
+            Any NumPy dtype that holds no Python objects (TypeError otherwise). A list or
+            dict spec is read afresh at every call.
         order : {'C', 'F'}, optional
         align : int, optional
             Alignment of the first byte: a power of two up to the arena's page size.
             Default: the arena's alignment (64 unless ``with_alignment`` said otherwise).
 
+        Notes
+        -----
+        Every argument is converted before the arena's bump pointer moves: conversions that
+        run Python code (``__index__``, a ``dtype`` attribute), even code that allocates from
+        this arena and then fails, leave nothing behind and free nothing of theirs.
+
         Examples
         --------
         >>> import numpy as np, arena
         >>> a = arena.Arena(1 << 20)
-        >>> x = a.empty((2, 3), np.int32, order="F", align=4096)
+        >>> x = a.empty((2, 3), np.int32, "F", align=4096)
         >>> x.shape, x.flags.f_contiguous, a.offset_of(x) % 4096
         ((2, 3), True, 0)
+        >>> a.empty(np.array([2, 2]), "u1").shape
+        (2, 2)
         """
         return _new(self, shape, dtype, order, align, False)
 
-    def zeros(self, shape, dtype=float, *, order=_C, align=None):
-        """zeros(shape, dtype=float, *, order="C", align=None)
+    def zeros(self, shape, dtype=float, order=_C, *, align=None):
+        """zeros(shape, dtype=float, order="C", *, align=None)
 
-        A zero-filled array in the arena (memory fresh from the OS is not written again).
+        A zero-filled array in the arena. Only bytes the arena handed out before are written:
+        fresh pages (anonymous, a memfd, a file where it grows) already read as zeros.
 
         Examples
         --------
@@ -235,10 +210,13 @@ cdef class Arena:
         """
         return _new(self, shape, dtype, order, align, True)
 
-    def full(self, shape, fill_value, dtype=None, *, order="C", align=None):
-        """full(shape, fill_value, dtype=None, *, order="C", align=None)
+    def full(self, shape, fill_value, dtype=None, order="C", *, align=None):
+        """full(shape, fill_value, dtype=None, order="C", *, align=None)
 
-        An array filled with ``fill_value``; the dtype defaults to ``fill_value``'s.
+        An array filled with ``fill_value`` (a scalar or an array broadcastable to
+        ``shape``); the dtype defaults to ``fill_value``'s. As :func:`numpy.full`,
+        ``fill_value`` is cast unsafely. It is converted before anything is allocated: a
+        value that cannot be converted changes nothing in the arena.
 
         Examples
         --------
@@ -247,26 +225,18 @@ cdef class Arena:
         >>> a.full((2, 2), 7.5)
         array([[7.5, 7.5],
                [7.5, 7.5]])
+        >>> a.full((2, 3), [1, 2, 3], "u1", "F").flags.f_contiguous
+        True
         """
-        if dtype is None:
-            dtype = np.asarray(fill_value).dtype
-        cdef size_t used = self.nused
-        cdef Py_ssize_t nalloc = self.nalloc
-        arr = _new(self, shape, dtype, order, align, False)
-        cdef size_t end = self.nused  # the copy may run Python code that allocates on top
-        try:
-            np.copyto(arr, fill_value, casting="unsafe")
-        except BaseException:
-            del arr
-            _rollback(self, used, nalloc, end)
-            raise
-        return arr
+        return _full(self, shape, fill_value, dtype, order, align)
 
-    def empty_like(self, prototype, dtype=None, order="K", shape=None, *, align=None):
-        """empty_like(prototype, dtype=None, order="K", shape=None, *, align=None)
+    def empty_like(self, prototype, dtype=None, order="K", subok=True, shape=None, *,
+                   align=None):
+        """empty_like(prototype, dtype=None, order="K", subok=True, shape=None, *, align=None)
 
         Like :func:`numpy.empty_like`, with the memory in the arena. ``order="K"`` keeps a
-        Fortran-ordered prototype Fortran-ordered.
+        Fortran-ordered prototype Fortran-ordered. ``subok`` is accepted for NumPy's sake:
+        the result is always a base ``ndarray``, as its memory is the arena's.
 
         Examples
         --------
@@ -275,11 +245,14 @@ cdef class Arena:
         >>> t = a.empty_like(np.ones((4, 5), np.float32))
         >>> t.shape, t.dtype
         ((4, 5), dtype('float32'))
+        >>> a.empty_like(t, np.int8, "C", True, (2, 2)).shape
+        (2, 2)
         """
-        return _like(self, prototype, dtype, order, shape, align, False)
+        return _like(self, prototype, dtype, order, subok, shape, align, False)
 
-    def zeros_like(self, prototype, dtype=None, order="K", shape=None, *, align=None):
-        """zeros_like(prototype, dtype=None, order="K", shape=None, *, align=None)
+    def zeros_like(self, prototype, dtype=None, order="K", subok=True, shape=None, *,
+                   align=None):
+        """zeros_like(prototype, dtype=None, order="K", subok=True, shape=None, *, align=None)
 
         Like :func:`numpy.zeros_like`, with the memory in the arena.
 
@@ -290,12 +263,17 @@ cdef class Arena:
         >>> a.zeros_like(np.arange(3))
         array([0, 0, 0])
         """
-        return _like(self, prototype, dtype, order, shape, align, True)
+        return _like(self, prototype, dtype, order, subok, shape, align, True)
 
-    def array(self, obj, dtype=None, *, order="K", align=None):
-        """array(obj, dtype=None, *, order="K", align=None)
+    def array(self, obj, dtype=None, *, copy=True, order=_K, ndmin=0, align=None):
+        """array(obj, dtype=None, *, copy=True, order="K", ndmin=0, align=None)
 
-        A copy of ``obj`` (anything :func:`numpy.asarray` takes) in the arena.
+        ``obj`` (anything :func:`numpy.array` takes) in the arena. ``copy=True`` always
+        copies; ``copy=None`` returns ``obj`` itself when it already is an array of this
+        arena with the dtype and order asked for, and ``copy=False`` then insists (ValueError
+        when a copy is needed). ``ndmin`` prepends ones to the shape, as NumPy does.
+        ``obj`` is converted (which may run its ``__array__``, ``__float__``...) before the
+        arena allocates anything.
 
         Examples
         --------
@@ -305,19 +283,10 @@ cdef class Arena:
         >>> x, a.offset_of(x)
         (array([[1, 2],
                [3, 4]], dtype=uint8), 0)
+        >>> a.array(x, copy=None) is x, a.array([1.0, 2.0], ndmin=2).shape
+        (True, (1, 2))
         """
-        src = np.asarray(obj, dtype=dtype)
-        cdef size_t used = self.nused
-        cdef Py_ssize_t nalloc = self.nalloc
-        out = _like(self, src, None, order, None, align, False)
-        cdef size_t end = self.nused
-        try:
-            np.copyto(out, src, casting="no")
-        except BaseException:
-            del out
-            _rollback(self, used, nalloc, end)
-            raise
-        return out
+        return _array(self, obj, dtype, copy, order, ndmin, align)
 
     def alloc(self, nbytes, *, align=None):
         """alloc(nbytes, *, align=None)
@@ -352,40 +321,7 @@ cdef class Arena:
         >>> a.view(a.offset_of(x) + 4, 2, np.int32)
         array([1, 2], dtype=int32)
         """
-        cdef cnp.npy_intp dims[64]
-        cdef Py_ssize_t off, level
-        cdef size_t nbytes, end, last
-        cdef int flags
-        _check_open(self)
-        if not (self.map.prot & PROT_READ):
-            raise ValueError("the arena is not readable: no views until make_read_only() "
-                             "or make_mut()")
-        if isinstance(offset, bool):
-            raise TypeError("offset must be an integer")
-        off = operator.index(offset)
-        if off < 0:
-            raise ValueError(f"offset must be >= 0, got {off}")
-        nd = _parse_shape(shape, dims)
-        descr = _resolve_dtype(self, dtype)
-        nbytes = _nbytes(nd, dims, descr.itemsize)
-        if arena_add_overflow(<size_t>off, nbytes, &end) or end > _used(self) or \
-                <size_t>off > _used(self):
-            raise ValueError(f"view of {nbytes} bytes at offset {off} reaches past the "
-                             f"{_used(self)} bytes in use")
-        last = end - 1 if nbytes else <size_t>off
-        if end > self.view_end:
-            self.view_end = end  # NumPy-handler blocks below it are never handed out again
-        level = PyList_GET_SIZE(self.frames_rw) - 1
-        while level > 0 and (<_Frame>self.frames_rw[level]).start > last:
-            level -= 1
-        flags = _order_flag(order)
-        if self.map.prot & PROT_WRITE:
-            frame = self.frames_rw[level]
-            flags |= cnp.NPY_ARRAY_WRITEABLE
-        else:
-            frame = _readonly_frame(self, level)
-        return _wrap(self, self.base + off, nd, dims, descr, flags,
-                     _view_base(self, frame, off, end))
+        return _view(self, offset, shape, dtype, order)
 
     def offset_of(self, x):
         """offset_of(x)
@@ -429,14 +365,13 @@ cdef class Arena:
         >>> a.used
         64
         """
-        if self.sh is not None:
-            return _shared_mark(self)
         _check_open(self)
+        _check_thread(self, PyList_GET_SIZE(self.frames_rw) - 1, "mark")
         cdef Mark m = Mark()
         m.owner = self
         m.level = PyList_GET_SIZE(self.frames_rw)
-        m.start = self.nused
-        _push_frame(self, self.nused)
+        m.start = _used(self)
+        _push_frame(self, m.start)
         m.serial = (<_Frame>self.frames_rw[m.level]).serial
         return m
 
@@ -444,8 +379,8 @@ cdef class Arena:
         """release(mark)
 
         Free everything allocated since ``mark`` (and every later mark). BufferError while
-        views allocated since then are alive (in a shared arena: in any live process);
-        ValueError for a mark already released or from another arena.
+        views allocated since then are alive; ValueError for a mark already released or
+        from another arena.
 
         Examples
         --------
@@ -462,9 +397,6 @@ cdef class Arena:
         >>> a.used
         0
         """
-        if self.sh is not None:
-            _shared_release(self, mark)
-            return
         _check_open(self)
         if mark.owner is not self:
             raise ValueError("the mark belongs to another arena")
@@ -472,10 +404,12 @@ cdef class Arena:
         if level >= PyList_GET_SIZE(self.frames_rw) or \
                 (<_Frame>self.frames_rw[level]).serial != mark.serial:
             raise ValueError("the mark was already released (or the arena was reset)")
+        _check_thread(self, level, "release the mark")
         cdef Py_ssize_t live = _views_since(self, level, False)
         if live:
             raise BufferError(f"cannot release: {live} view(s) allocated since the mark are "
                               "still alive (drop them first, e.g. with del)")
+        _shared_release(self, level)  # another process's views since the mark refuse too
         cdef _Frame f = <_Frame>self.frames_rw[level]
         self.nused = f.start
         self.view_end = min(self.view_end, f.start)
@@ -507,9 +441,8 @@ cdef class Arena:
     def reset(self, *, decommit=False):
         """reset(*, decommit=False)
 
-        Free everything, in O(1). BufferError while any view is alive (in a shared arena:
-        in any live process, whose views get 0.1 s to go). ``decommit=True`` also returns
-        the committed pages to the OS (RSS drops).
+        Free everything, in O(1). BufferError while any view is alive. ``decommit=True``
+        also returns the committed pages to the OS (RSS drops).
 
         Examples
         --------
@@ -521,14 +454,13 @@ cdef class Arena:
         >>> a.used, a.num_allocations
         (0, 0)
         """
-        if self.sh is not None:
-            _shared_reset(self, decommit)
-            return
         _check_open(self)
+        _check_thread(self, 1, "reset")
         cdef Py_ssize_t live = _views_since(self, 0, False)
         if live:
             raise BufferError(f"cannot reset: {live} view(s) are still alive "
                               "(drop them first, e.g. with del)")
+        _shared_reset(self)  # another process's views refuse too
         self.nused = 0
         self.view_end = 0
         self.nalloc = 0
@@ -561,12 +493,12 @@ cdef class Arena:
         cdef Py_ssize_t live = _views_since(self, 0, False)
         if live:
             raise BufferError(f"cannot close: {live} view(s) are still alive")
+        mapping_trim_file(self.map, self.touched)
         mapping_unmap(self.map)
         self.base = NULL
         _update_limit(self)
         _drop_levels_from(self, 0)
-        if self.sh is not None:
-            _shared_close(self)
+        _shared_close(self)
 
     def __enter__(self):
         _check_open(self)
@@ -661,7 +593,9 @@ cdef class Arena:
         """flush(offset=0, size=None, *, asynchronous=False)
 
         msync ``[offset, offset + size)`` of a file-backed arena to its file (the whole
-        committed range by default). ValueError if the range is not committed.
+        committed range by default). ValueError if the range is not committed. A
+        ``Flags.SHARED`` file is then cut back to what the arena handed out: it grows by
+        commit steps while in use, and by what is used once flushed or closed.
 
         Examples
         --------
@@ -687,6 +621,8 @@ cdef class Arena:
             raise ValueError(f"flush range [{off}, {off}+{n}) is outside the "
                              f"{self.map.committed} committed bytes")
         mapping_flush(self.map, <size_t>off, <size_t>n, asynchronous)
+        mapping_trim_file(self.map, self.touched)
+        _update_limit(self)
 
     # -- protection --------------------------------------------------------------------------
 
@@ -790,38 +726,27 @@ cdef class Arena:
     @property
     def committed(self):
         """Bytes committed (accessible) from the start of the arena."""
-        if self.sh is not None:
-            return _shared_figure(self, "committed")
-        _check_open(self)
-        return self.map.committed
+        return _figure(self, "committed")
 
     @property
     def used(self):
         """Bytes up to the bump pointer."""
-        _check_open(self)
-        return _used(self)
+        return _figure(self, "used")
 
     @property
     def available(self):
         """Bytes left for allocations (``reserved - used``)."""
-        _check_open(self)
-        return self.map.reserved - _used(self)
+        return _figure(self, "available")
 
     @property
     def high_water(self):
         """The largest ``used`` seen since the arena was made."""
-        if self.sh is not None:
-            return _shared_figure(self, "high_water")
-        _check_open(self)
-        return max(self.touched, self.high_water_before)
+        return _figure(self, "high_water")
 
     @property
     def num_allocations(self):
         """Allocations made and not yet freed by reset or release."""
-        if self.sh is not None:
-            return _shared_figure(self, "num_allocations")
-        _check_open(self)
-        return self.nalloc
+        return _figure(self, "num_allocations")
 
     @property
     def live_views(self):
@@ -865,35 +790,10 @@ cdef class Arena:
         (80, 1, 1)
         """
         _check_open(self)
-        d = {
-            "address": self.address,
-            "reserved": self.map.reserved,
-            "committed": self.map.committed,
-            "used": self.nused,
-            "available": self.map.reserved - self.nused,
-            "high_water": self.high_water,
-            "num_allocations": self.nalloc,
-            "live_views": _views_since(self, 0, False),
-            "levels": PyList_GET_SIZE(self.frames_rw),
-            "page_size": self.page,
-            "commit_step": self.map.step,
-            "protection": Protection(self.map.prot),
-        }
-        if self.sh is not None:
-            _shared_stats(self, d)
-        return d
+        return _stats(self)
 
     def __repr__(self):
-        if self.base == NULL:
-            return "<arena.Arena closed>"
-        flags = f" flags={Flags(self.map.flags)!r}" if self.map.flags else ""
-        b = format_bytes
-        return (f"<arena.Arena at {self.address:#x} used={b(self.used)} "
-                f"committed={b(self.committed)} reserved={b(self.map.reserved)} "
-                f"allocations={self.num_allocations} live_views={_views_since(self, 0, False)} "
-                f"levels={PyList_GET_SIZE(self.frames_rw)} page={b(self.page)} "
-                f"protection={Protection(self.map.prot).name}{flags}>")
+        return _repr(self)
 
     def __reduce__(self):
-        raise TypeError("an Arena cannot be pickled (it owns a memory mapping); a "
-                        "Flags.SHARED arena goes to other processes through multiprocessing")
+        raise TypeError("an Arena cannot be pickled (a SHARED one goes through multiprocessing)")

@@ -2,7 +2,10 @@
 # _Frame of the mark level it was allocated in, so a frame's reference count, less the
 # arena's own reference, is the number of live views of that level. Included by _core.pyx.
 
+import threading
+
 from cpython.pyport cimport PY_SSIZE_T_MAX
+from cpython.pythread cimport PyThread_get_thread_ident
 
 from arena._pyapi cimport Py_REFCNT, PyList_GET_ITEM, PyList_GET_SIZE, PyList_SetSlice, PyObject
 
@@ -14,6 +17,7 @@ cdef class _Frame:
     cdef size_t start
     cdef Py_ssize_t nalloc_start
     cdef Py_ssize_t serial
+    cdef unsigned long thread       # the thread that made the mark (0: the base level)
     cdef unsigned long long gen     # a shared arena's free count at the mark (_shared.pxi)
 
     def __repr__(self):
@@ -54,6 +58,8 @@ cdef class Mark:
 
 
 cdef class _Scope:
+    """``with a.scope():``. Marks are one stack per arena, not per thread (see
+    _check_thread): a scope is left in the thread that entered it."""
     cdef Arena arena
     cdef Mark mark
 
@@ -72,7 +78,7 @@ cdef class _Scope:
         # otherwise keep the level (its memory stays valid) rather than mask the exception.
         try:
             self.arena.release(self.mark)
-        except (BufferError, ValueError):
+        except (BufferError, ValueError, RuntimeError):
             pass
         return False
 
@@ -81,12 +87,15 @@ cdef int _push_frame(Arena a, size_t start) except -1:
     cdef _Frame f = _Frame()
     f.region = a.region
     f.start = start
+    f.thread = PyThread_get_thread_ident() if PyList_GET_SIZE(a.frames_rw) else 0
     f.nalloc_start = a.nalloc
     f.serial = a.next_serial
     a.next_serial += 1
     a.frames_rw.append(f)
     a.frames_ro.append(None)
     a.level_start = start
+    if a.sh is not None:
+        _shared_frame(a, f)  # where frees by other processes since this level began are told
     return 0
 
 
@@ -130,4 +139,27 @@ cdef int _drop_levels_from(Arena a, Py_ssize_t level) except -1:
     PyList_SetSlice(a.frames_ro, level, PY_SSIZE_T_MAX, NULL)
     if level:
         a.level_start = (<_Frame>a.frames_rw[level - 1]).start
+    return 0
+
+
+cdef int _check_thread(Arena a, Py_ssize_t level, str what) except -1:
+    """Marks and scopes are one stack per arena: levels opened by two threads interleave,
+    and neither could be released without the other's. So while a thread has a mark open,
+    only that thread may mark, release or reset (other threads may still allocate: their
+    arrays land in its level). Refuse anything else, naming the thread, rather than give
+    BufferErrors and stale levels later. A mark whose thread has ended no longer holds."""
+    cdef unsigned long me = PyThread_get_thread_ident()
+    cdef Py_ssize_t i
+    cdef _Frame f
+    for i in range(max(level, 1), PyList_GET_SIZE(a.frames_rw)):
+        f = <_Frame><object>PyList_GET_ITEM(a.frames_rw, i)
+        if f.thread != me and f.thread != 0:
+            owner = next((t for t in threading.enumerate() if t.ident == f.thread), None)
+            if owner is None:
+                f.thread = 0  # its thread is gone: the level is anyone's
+                continue
+            raise RuntimeError(
+                f"cannot {what}: thread {owner.name!r} has a mark or scope open on this "
+                f"arena (level {i}). Marks and scopes are one stack per arena, not per "
+                "thread: give each thread its own arena, or leave the scope first")
     return 0

@@ -5,7 +5,7 @@
 # Included by _core.pyx after _arena.pxi, whose _commit_to, _wrap and _decommit_above it uses.
 
 cimport cython
-from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
+from arena._pyapi cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyObject
 from cpython.long cimport PyLong_AsLongLong
 from cpython.buffer cimport PyObject_CheckBuffer
 from libc.stdio cimport snprintf
@@ -159,7 +159,7 @@ cdef class Growable:
             _make_room(self, 1)
         p = self.base + self.end
         if self.fast == FAST_F8 and PyFloat_CheckExact(item):
-            (<double*>p)[0] = PyFloat_AS_DOUBLE(item)
+            (<double*>p)[0] = PyFloat_AS_DOUBLE(<PyObject*>item)
         elif self.fast == FAST_I8 and PyLong_CheckExact(item):
             (<long long*>p)[0] = PyLong_AsLongLong(item)
         else:

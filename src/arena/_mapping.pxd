@@ -14,5 +14,12 @@ ctypedef struct Mapping:
     bint shared             # MAP_SHARED
     bint file_backed        # a user's file (not our own memfd)
     bint locked             # lock() asked for: commits are mlocked too
+    unsigned long forks     # fork() calls of the process when it was mapped
+    int pid                 # the process that mapped it
     size_t file_offset      # where the mapping starts in the file
     size_t file_known       # bytes past file_offset the file is known to hold
+    size_t file_initial     # ... and held when mapped (a trim never goes below it)
+    size_t file_used        # ... that the arena handed out: where a trim stops
+    # A user's file is only ever written through a MAP_SHARED mapping: a private arena maps
+    # the pages the file has (copy-on-write) and anonymous memory above them, so it never
+    # grows, shrinks or writes the file.

@@ -47,7 +47,7 @@ def count_field(count: int) -> bytes:
 def _dict_parts(dtype: np.dtype, item_shape: tuple) -> tuple[str, str]:
     # Keys in NumPy's own (sorted) order; the count goes between the two parts.
     descr = np.lib.format.dtype_to_descr(dtype)
-    head = "{'descr': %r, 'fortran_order': False, 'shape': (" % (descr,)
+    head = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': ("
     tail = repr((0,) + item_shape)[2:] + ", }"
     return head, tail
 

@@ -209,6 +209,14 @@ class ArenaOptions:
     def __delattr__(self, name):
         raise AttributeError("ArenaOptions is immutable; use the with_* methods")
 
+    def __reduce__(self):
+        # Options travel by value to other processes (a Dask worker plugin, a process pool's
+        # initargs); a file object or descriptor means nothing there, a path does.
+        if self._file is not None and not isinstance(self._file, (str, bytes, os.PathLike)):
+            raise TypeError("ArenaOptions backed by a file object or descriptor cannot be "
+                            "pickled; give with_file() the path instead")
+        return (_options_from_state, (tuple((n, getattr(self, n)) for n in self.__slots__),))
+
     def _key(self):
         return tuple(getattr(self, name) for name in self.__slots__)
 
@@ -269,8 +277,12 @@ class ArenaOptions:
     def with_file(self, file, offset: int = 0) -> ArenaOptions:
         """Back the arena by a file: a path, an open binary file object or a file descriptor.
 
-        ``offset`` (bytes into the file) must be a multiple of the page size. Committing
-        grows the file; existing contents are kept and count as used.
+        ``offset`` (bytes into the file) must be a multiple of the page size. Existing
+        contents are kept and count as used. With ``Flags.SHARED`` writes reach the file,
+        which grows as the arena commits and is cut back to what was used at ``flush()``
+        and ``close()``; without it the file is mapped copy-on-write and never changed. An
+        arena opened for writing holds the file: a second writer gets an OSError naming it
+        (``map()`` is always allowed), and a file object or fd must be open read/write.
 
         Examples
         --------
@@ -607,6 +619,41 @@ class ArenaOptions:
         from ._core import _growable_from_options
         return _growable_from_options(self, dtype, item_shape)
 
+    # -- mmap-rs's reservation names (MmapOptions::reserve_*) --------------------------------
+
+    def reserve_mut(self):
+        """The same as :meth:`reserve` (mmap-rs's name): committed pages read/write.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).reserve_mut().protection.name
+        'READ_WRITE'
+        """
+        return self.reserve()
+
+    def reserve_none(self):
+        """The same as :meth:`map_none` (mmap-rs's name): committed pages inaccessible.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).reserve_none().protection.name
+        'NONE'
+        """
+        return self.map_none()
+
+    def reserve_exec(self):
+        """The same as :meth:`map_exec` (mmap-rs's name): committed pages read/execute.
+
+        Examples
+        --------
+        >>> from arena import ArenaOptions
+        >>> ArenaOptions(1 << 20).reserve_exec().protection.name
+        'READ_EXECUTE'
+        """
+        return self.map_exec()
+
 
 def _arena_class():
     from ._core import Arena
@@ -631,3 +678,11 @@ def _size_name(size: int) -> str:
         if size >= 1 << shift and size % (1 << shift) == 0:
             return f"{size >> shift}{unit} ({size})"
     return str(size)
+
+
+def _options_from_state(state) -> ArenaOptions:
+    """Unpickle an :class:`ArenaOptions` from its ``(slot, value)`` pairs."""
+    new = object.__new__(ArenaOptions)
+    for name, value in state:
+        object.__setattr__(new, name, value)
+    return new

@@ -22,7 +22,8 @@
 #   punches, so that nothing can be handed out there meanwhile.
 #
 # Every array gets its own base object, a _Lease, kept in a list sorted by end offset: when
-# views die in any order, ``top`` stays exact. Pickling through multiprocessing is in
+# views die in any order, ``top`` stays exact. The memfds themselves (making, attaching,
+# backing, decommit) are in _shared_memory.pxi, pickling through multiprocessing in
 # _shared_pickle.pxi. Included by _core.pyx.
 
 cimport cython
@@ -72,7 +73,7 @@ cdef extern from * nogil:
         uint64_t word, spare1[7];
         uint64_t gen, committed, attempted, punch_gen, hw_base, nslots;
         int64_t adjust;
-        uint64_t spare2;
+        uint64_t dirty;         /* bytes below it may have been written (with the bump) */
         uint64_t ring[ARENA_RING];
         arena_slot_t slots[ARENA_SLOTS];
     } arena_ctl_t;
@@ -94,6 +95,7 @@ cdef extern from * nogil:
         uint64_t word
         uint64_t gen, committed, attempted, punch_gen, hw_base, nslots
         int64_t adjust
+        uint64_t dirty
         uint64_t ring[512]
         arena_slot_t slots[256]
 
@@ -199,13 +201,14 @@ cdef void _shared_heap_idle(Arena a) noexcept:
     _publish(sh)
 
 
-cdef void _lease_link(_Shared sh, _Lease l, _Frame frame, size_t lo, size_t key) noexcept:
-    """Insert ``l`` in the list by key (from the tail: new views are usually the highest)."""
+cdef void _lease_link(_Shared sh, _Lease lease, _Frame frame, size_t lo,
+                      size_t key) noexcept:
+    """Insert ``lease`` in the list by key (from the tail: new views are usually highest)."""
     cdef LeaseNode* p = sh.last
-    cdef LeaseNode* n = &l.node
-    l.frame = frame
-    l.sh = sh
-    l.lo = lo
+    cdef LeaseNode* n = &lease.node
+    lease.frame = frame
+    lease.sh = sh
+    lease.lo = lo
     n.key = key
     while p != NULL and p.key > key:
         p = p.prev
@@ -395,225 +398,6 @@ cdef uint64_t _floor_since(arena_ctl_t* c, uint64_t g0, uint64_t start) noexcept
     return floor
 
 
-# -- making and attaching --------------------------------------------------------------------
-
-cdef int _reserve(Arena a, options, int prot) except -1:
-    """Reserve ``a``'s mapping: multi-process for Flags.SHARED without a file."""
-    if Flags.SHARED not in options.flags or options.file is not None:
-        return mapping_reserve(a.map, options, prot)
-    cdef _Shared sh = _Shared()
-    cdef Mapping* m = a.map
-    cdef int err
-    cdef struct_stat st
-    if options.size > _MAX_SHARED_SIZE:
-        raise ValueError(f"a shared arena holds at most {_MAX_SHARED_SIZE} bytes")
-    a.sh = sh
-    sh.region = a.region
-    sh.arena = <PyObject*>a
-    m.prot = prot
-    m.flags = int(options.flags)
-    m.page = options.page_size
-    m.step = options.commit_step
-    m.hugetlb = options.huge_page_size is not None
-    m.shared = True
-    m.reserved = options.size
-    m.file_known = m.reserved
-    fds = options._fds if isinstance(options, _AttachOptions) else None
-    if fds is None:
-        mfd = MFD_CLOEXEC | ((MFD_HUGETLB | (_log2(m.page) << MAP_HUGE_SHIFT)) if m.hugetlb
-                             else 0)
-        m.fd = memfd_create(b"arena", mfd)
-        if m.fd < 0:
-            err = errno
-            raise os_error(err, "memfd_create")
-        sh.ctl_fd = memfd_create(b"arena-control", MFD_CLOEXEC)
-        if sh.ctl_fd < 0 or fallocate(sh.ctl_fd, 0, 0, CTL_SIZE) != 0:
-            err = errno
-            raise os_error(err, "memfd_create (control block)")
-    else:
-        m.fd, sh.ctl_fd = fds[0], fds[1]  # ours from here on
-        fds[0] = fds[1] = -1
-    p = mmap(NULL, CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, sh.ctl_fd, 0)
-    if p == MAP_FAILED:
-        err = errno
-        raise os_error(err, "mmap of the control block")
-    sh.ctl = <arena_ctl_t*>p
-    if fstat(m.fd, &st) != 0:
-        err = errno
-        raise os_error(err, "fstat")
-    if fds is None:
-        _ctl_init(sh.ctl, options, st)
-    elif sh.ctl.data_dev != st.st_dev or sh.ctl.data_ino != st.st_ino:
-        raise ValueError("the descriptors given are not one shared arena's")
-    sh.id = bytes(sh.ctl.id[:16])
-    sh.ctl_ino = os.fstat(sh.ctl_fd).st_ino
-    sh.pg = arena_load(&sh.ctl.punch_gen)
-    _map_data(m, options)
-    _advise(m)
-    a.opts = _ctl_options(sh.ctl) if fds is not None else options
-    _track(sh)
-    return 0
-
-
-cdef int _ctl_init(arena_ctl_t* c, options, struct_stat st) except -1:
-    ident = os.urandom(16)
-    c.magic = ARENA_CTL_MAGIC
-    c.version = ARENA_CTL_VERSION
-    c.ctl_size = sizeof(arena_ctl_t)
-    c.reserved = options.size
-    c.page = options.page_size
-    c.step = options.commit_step
-    c.alignment = options.alignment
-    c.flags = int(options.flags)
-    c.explicit_page = options._page_size or 0
-    c.data_dev = st.st_dev
-    c.data_ino = st.st_ino
-    c.creator = getpid()
-    for i in range(16):
-        c.id[i] = ident[i]
-    return 0
-
-
-def _ctl_check(int ctl_fd, bytes ident):
-    """The options of the shared arena whose control block ``ctl_fd`` is (ValueError if
-    it is none, or another arena than ``ident``)."""
-    cdef void* p = mmap(NULL, CTL_SIZE, PROT_READ, MAP_SHARED, ctl_fd, 0)
-    cdef arena_ctl_t* c = <arena_ctl_t*>p
-    if p == MAP_FAILED:
-        raise ValueError("not a shared arena's control block")
-    try:
-        if c.magic != ARENA_CTL_MAGIC or c.version != ARENA_CTL_VERSION or \
-                c.ctl_size != sizeof(arena_ctl_t):
-            raise ValueError("not a shared arena's control block (or another arena version)")
-        if ident is not None and memcmp(c.id, <char*>ident, 16) != 0:
-            raise ValueError("another shared arena's control block")
-        return _ctl_options(c)
-    finally:
-        munmap(p, CTL_SIZE)
-
-
-cdef object _ctl_options(arena_ctl_t* c):
-    opts = (ArenaOptions(c.reserved).with_flags(Flags(c.flags))
-            .with_commit_step(c.step).with_alignment(c.alignment))
-    if c.explicit_page:
-        opts = opts.with_page_size(c.explicit_page)
-    return opts
-
-
-class _AttachOptions(ArenaOptions):
-    """Options of a shared arena to attach to, with the descriptors it comes in."""
-    __slots__ = ("_fds",)
-
-    def __init__(self, options, data_fd, ctl_fd):
-        for name in ArenaOptions.__slots__:
-            object.__setattr__(self, name, getattr(options, name))
-        object.__setattr__(self, "_fds", [data_fd, ctl_fd])
-
-
-cdef int _map_data(Mapping* m, options) except -1:
-    """The PROT_NONE reservation over the data memfd (2 MiB-aligned for THP)."""
-    cdef int err, flags = MAP_SHARED | MAP_NORESERVE
-    cdef void* hint = NULL
-    cdef void* p
-    cdef char* start
-    cdef size_t extra = 0, head
-    if options.address is not None:
-        hint = <void*><uintptr_t>options.address
-        if UnsafeFlags.MAP_FIXED in options.unsafe_flags:
-            flags |= MAP_FIXED
-    elif (m.flags & F_THP) and not m.hugetlb:
-        extra = THP_SIZE
-    if extra:
-        # Reserve anonymous space with room to align, then map the memfd over the aligned
-        # part (a file mapping cannot be trimmed at its head: its offsets would move).
-        p = mmap(NULL, m.reserved + extra, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        if p == MAP_FAILED:
-            err = errno
-            raise os_error(err, f"mmap of {m.reserved} bytes")
-        head = round_up(<size_t><uintptr_t>p, THP_SIZE) - <size_t><uintptr_t>p
-        start = <char*>p + head
-        if mmap(start, m.reserved, PROT_NONE, flags | MAP_FIXED, m.fd, 0) == MAP_FAILED:
-            err = errno
-            munmap(p, m.reserved + extra)
-            raise os_error(err, f"mmap of {m.reserved} bytes")
-        if head:
-            munmap(p, head)
-        if extra - head:
-            munmap(start + m.reserved, extra - head)
-        m.base = start
-        return 0
-    p = mmap(hint, m.reserved, PROT_NONE, flags, m.fd, 0)
-    if p == MAP_FAILED:
-        err = errno
-        raise os_error(err, f"mmap of {m.reserved} bytes")
-    m.base = <char*>p
-    return 0
-
-
-# -- backing and local commit ----------------------------------------------------------------
-
-cdef int _local_commit(Mapping* m, size_t new) except -1:
-    """Make ``[0, new)`` accessible in this process (the memfd already backs it)."""
-    cdef size_t old = m.committed, n
-    cdef int err
-    if new <= old:
-        return 0
-    n = new - old
-    if mprotect(m.base + old, n, m.prot) != 0:
-        err = errno
-        raise os_error(err, f"committing {n} bytes (mprotect)")
-    err = _prepare(m, m.base + old, n)
-    if err:
-        munlock(m.base + old, n)
-        madvise(m.base + old, n, MADV_DONTNEED)  # this process's page tables only
-        mprotect(m.base + old, n, PROT_NONE)
-        if err == EFAULT or err == ENOMEM or err == EAGAIN:
-            raise CommitError(err, f"the OS refused to back {n} bytes: {os.strerror(err)}")
-        raise os_error(err, f"committing {n} bytes")
-    m.committed = new
-    return 0
-
-
-cdef int _shared_back(Mapping* m, _Shared sh, size_t start, size_t end) except -1:
-    """Make sure the memfd holds pages for ``[start, end)`` (up to the commit step past it)
-    and that this process can touch them."""
-    cdef arena_ctl_t* c = sh.ctl
-    cdef uint64_t pg = arena_load(&c.punch_gen)
-    cdef size_t lo, hi
-    cdef int rc, err
-    if end <= start:
-        return 0  # an empty array touches nothing
-    if pg != sh.pg:
-        sh.lo = sh.hi = 0  # a decommit punched pages: trust nothing we knew
-        sh.pg = pg
-    hi = min(round_up(end, m.step), m.reserved)
-    if not (sh.lo <= start and end <= sh.hi):
-        lo = start // m.page * m.page
-        if sh.lo <= lo < sh.hi:
-            lo = sh.hi
-        arena_max(&c.attempted, hi)
-        while True:
-            rc = fallocate(m.fd, 0, <off_t>lo, <off_t>(hi - lo))
-            if rc == 0 or errno != EINTR:
-                break
-        if rc != 0:
-            err = errno
-            if err == ENOSPC or err == ENOMEM:
-                raise CommitError(err, f"the OS refused to back {hi - lo} bytes: "
-                                  f"{os.strerror(err)}" + (" (the hugetlb pool has too few "
-                                                            "free pages)" if m.hugetlb else ""))
-            raise os_error(err, f"fallocate of {hi - lo} bytes of the shared arena")
-        if lo <= sh.hi and hi >= sh.lo and sh.hi > sh.lo:
-            sh.lo, sh.hi = min(lo, sh.lo), max(hi, sh.hi)
-        else:
-            sh.lo, sh.hi = start // m.page * m.page, hi
-        arena_max(&c.committed, hi)
-    if end > m.committed:
-        _local_commit(m, min(hi, sh.hi))  # no further than what is known to be backed
-    return 0
-
-
 # -- allocation ------------------------------------------------------------------------------
 
 cdef Py_ssize_t _shared_take(Arena a, _Shared sh, size_t nbytes, size_t align,
@@ -666,12 +450,17 @@ cdef object _shared_array(Arena a, size_t nbytes, size_t align, int nd, cnp.npy_
     """_new's allocation in a shared arena: an array whose base is a lease of its own (the
     memory may have been another process's before: ``zero`` clears it all)."""
     cdef _Shared sh = _sh(a)
-    cdef _Lease l = _Lease.__new__(_Lease)
+    cdef _Lease lease = _Lease.__new__(_Lease)
     cdef Py_ssize_t start = _shared_take(a, sh, nbytes, align, True)
-    _lease_link(sh, l, _top_frame(a), start, start + nbytes if nbytes else start + 1)
+    cdef size_t fresh
+    _lease_link(sh, lease, _top_frame(a), start, start + nbytes if nbytes else start + 1)
     if zero:
-        memset(a.base + start, 0, nbytes)
-    return _wrap(a, a.base + start, nd, dims, descr, flags, l)
+        # Pages never handed out since the memfd got them read as zeros: only what lies
+        # below the highest bump since then (or the last decommit) may be dirty.
+        fresh = max(arena_load(&sh.ctl.dirty), sh.before)
+        if <size_t>start < fresh:
+            memset(a.base + start, 0, min(nbytes, fresh - <size_t>start))
+    return _wrap(a, a.base + start, nd, dims, descr, flags, lease)
 
 
 cdef char* _shared_bump(Arena a, size_t nbytes, size_t align) except NULL:
@@ -686,6 +475,7 @@ cdef void _shared_rollback(Arena a, size_t expected_end) noexcept:
     cdef uint64_t w = arena_load(&c.word)
     if sh.end != expected_end or (w & ARENA_OFF_MASK) != sh.end or sh.slot < 0:
         return
+    arena_max(&c.dirty, sh.end)  # before the bump goes down: its bytes were written
     if arena_cas(&c.word, &w, sh.before | ((w + ARENA_SEQ_ONE) & SEQ_MASK)):
         arena_store(&c.slots[sh.slot].nalloc, c.slots[sh.slot].nalloc - 1)
         sh.end = sh.before
@@ -698,7 +488,7 @@ cdef _Lease _shared_register(_Shared sh, Mapping* m, _Frame frame, size_t lo, si
     cdef arena_ctl_t* c = sh.ctl
     cdef arena_slot_t* s
     cdef uint64_t w, key = hi if hi > lo else lo + 1, top, g
-    cdef _Lease l = _Lease.__new__(_Lease)
+    cdef _Lease lease = _Lease.__new__(_Lease)
     if sh.slot < 0:
         _claim(sh)
     s = &c.slots[sh.slot]
@@ -722,8 +512,8 @@ cdef _Lease _shared_register(_Shared sh, Mapping* m, _Frame frame, size_t lo, si
             break
     if hi > m.committed:
         _local_commit(m, min(round_up(hi, m.page), m.reserved))
-    _lease_link(sh, l, frame, lo, key)
-    return l
+    _lease_link(sh, lease, frame, lo, key)
+    return lease
 
 
 cdef bint _unfreed_since(arena_ctl_t* c, uint64_t g0, uint64_t key) noexcept nogil:
@@ -752,6 +542,7 @@ cdef int _free_to(Arena a, _Shared sh, uint64_t floor, str what) except -1:
         if floor >= (w & ARENA_OFF_MASK):
             return 0
         g = arena_fetch_add(&c.gen, 1) + 1
+        arena_max(&c.dirty, w & ARENA_OFF_MASK)  # what was handed out may have been written
         if arena_cas(&c.word, &w, floor | ((w + ARENA_SEQ_ONE) & SEQ_MASK)):
             _ring_put(c, g, floor)
             return 1
@@ -771,125 +562,68 @@ cdef int _set_nalloc(arena_ctl_t* c, int64_t target) except -1:
     return 0
 
 
-cdef object _shared_mark(Arena a):
+cdef int _shared_frame(Arena a, _Frame f) except -1:
+    """A new mark level (_push_frame): the free count and the arena-wide allocations now."""
     cdef _Shared sh = _sh(a)
-    cdef uint64_t g
-    cdef Mark mk = Mark()
-    cdef _Frame f
-    _check_open(a)
-    g = arena_load(&sh.ctl.gen)  # before the word: a free in between lowers the floor
-    mk.owner = a
-    mk.level = PyList_GET_SIZE(a.frames_rw)
-    mk.start = arena_load(&sh.ctl.word) & ARENA_OFF_MASK
-    _push_frame(a, mk.start)
-    f = _top_frame(a)
-    f.gen = g
+    f.gen = arena_load(&sh.ctl.gen)
     f.nalloc_start = _total_nalloc(sh.ctl)
-    mk.serial = f.serial
-    return mk
+    return 0
 
 
-cdef int _shared_release(Arena a, Mark mark) except -1:
+cdef int _shared_release(Arena a, Py_ssize_t level) except -1:
+    """release(): this process's views since the mark are already checked; free down to
+    the lowest the bump has been since the mark, unless a view reaches past it here (one
+    below the mark that another process's release freed around) or in another process."""
+    if a.sh is None:
+        return 0
     cdef _Shared sh = _sh(a)
-    cdef Py_ssize_t level = mark.level, live
-    cdef _Frame f
-    cdef uint64_t floor
-    _check_open(a)
-    if mark.owner is not a:
-        raise ValueError("the mark belongs to another arena")
-    if level >= PyList_GET_SIZE(a.frames_rw) or \
-            (<_Frame>a.frames_rw[level]).serial != mark.serial:
-        raise ValueError("the mark was already released (or the arena was reset)")
-    live = _views_since(a, level, False)  # before ``f`` holds a reference to the frame
-    f = <_Frame>a.frames_rw[level]
-    floor = _floor_since(sh.ctl, f.gen, f.start)
-    if live == 0 and ((sh.last != NULL and sh.last.key > floor) or
-                      heap_live_above(&a.heap, floor)):
-        live = 1  # a view of bytes below the mark that another process's release freed
-    if live:
-        raise BufferError(f"cannot release: {live} view(s) allocated since the mark are "
-                          "still alive (drop them first, e.g. with del)")
+    cdef _Frame f = <_Frame>a.frames_rw[level]
+    cdef uint64_t floor = _floor_since(sh.ctl, f.gen, f.start)
+    if (sh.last != NULL and sh.last.key > floor) or heap_live_above(&a.heap, floor):
+        raise BufferError("cannot release: a view of memory another process's release freed "
+                          "around the mark is still alive (drop it first, e.g. with del)")
     _free_to(a, sh, floor, "release")
     _set_nalloc(sh.ctl, min(f.nalloc_start, _total_nalloc(sh.ctl)))
     heap_drop_from(a, floor)  # its free blocks up there may be handed to anyone now
-    _drop_levels_from(a, level)
     return 0
 
 
-cdef int _shared_reset(Arena a, bint decommit) except -1:
+cdef int _shared_reset(Arena a) except -1:
+    """reset(): this process's views are already checked; the other processes' now."""
+    if a.sh is None:
+        return 0
     cdef _Shared sh = _sh(a)
-    cdef Py_ssize_t live
-    _check_open(a)
-    live = _views_since(a, 0, False)
-    if live:
-        raise BufferError(f"cannot reset: {live} view(s) are still alive "
-                          "(drop them first, e.g. with del)")
     _free_to(a, sh, 0, "reset")
     _set_nalloc(sh.ctl, 0)
-    heap_drop_from(a, 0)
     sh.heap_top = 0
-    _drop_levels_from(a, 0)
-    _push_frame(a, 0)
-    _top_frame(a).gen = arena_load(&sh.ctl.gen)
-    if decommit:
+    return 0
+
+
+cdef void _arena_dealloc(Arena a) noexcept:
+    """Arena.__dealloc__: free the heap's records; a shared arena's _Shared (alive while
+    arrays are) no longer has its Arena."""
+    heap_dealloc(&a.heap)
+    if a.sh is not None:
+        (<_Shared>a.sh).arena = NULL
+
+
+cdef void _shared_unpublish(Arena a) noexcept:
+    """After alloc_raw's slow path: a raw pointer is no view, though published as one."""
+    if a.sh is not None:
+        _publish(_sh(a))
+
+
+cdef int _shared_purge(Arena a) except -1:
+    _check_open(a)
+    if a.sh is not None:
         _shared_decommit(a, 0)
-    return 0
-
-
-cdef int _shared_decommit(Arena a, size_t used) except -1:
-    """Punch the pages above the bump (and above ``used``: a Growable's items) out of the
-    memfd, for every process: reserved first (the bump moved over them), so nothing is
-    handed out there while they go."""
-    cdef _Shared sh = _sh(a)
-    cdef arena_ctl_t* c = sh.ctl
-    cdef Mapping* m = a.map
-    cdef uint64_t w, cur, keep, top, held, x
-    cdef int tries, err = 0
-    for tries in range(8):
-        w = arena_load(&c.word)
-        cur = w & ARENA_OFF_MASK
-        keep = round_up(max(cur, used), m.page)
-        top = arena_load(&c.attempted)
-        if keep >= top:
-            break
-        held = top | (w & SEQ_MASK)
-        if not arena_cas(&c.word, &w, held):
-            continue
-        arena_fetch_add(&c.punch_gen, 1)
-        if fallocate(m.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, <off_t>keep,
-                     <off_t>(top - keep)) != 0:
-            err = errno
-        x = top
-        arena_cas(&c.attempted, &x, keep)
-        x = arena_load(&c.committed)
-        if x <= top:
-            arena_cas(&c.committed, &x, min(x, keep))
-        arena_cas(&c.word, &held, cur | ((held + ARENA_SEQ_ONE) & SEQ_MASK))
-        break
-    keep = round_up(max(arena_load(&c.word) & ARENA_OFF_MASK, used), m.page)
-    if keep < m.committed:  # this process's own page tables and guard pages
-        mapping_uncommit_local(m, keep)
-    if err:
-        raise os_error(err, "fallocate (punching the shared arena's free pages)")
-    return 0
-
-
-cdef void mapping_uncommit_local(Mapping* m, size_t keep) noexcept nogil:
-    cdef size_t n = m.committed - keep
-    munlock(m.base + keep, n)
-    madvise(m.base + keep, n, MADV_DONTNEED)
-    mprotect(m.base + keep, n, PROT_NONE)
-    m.committed = keep
-
-
-cdef int _shared_commit(Arena a, size_t end) except -1:
-    if end:
-        _shared_back(a.map, _sh(a), 0, end)
     return 0
 
 
 cdef int _shared_close(Arena a) except -1:
     """After close() unmapped the data here: give up the slot and the control block."""
+    if a.sh is None:
+        return 0
     cdef _Shared sh = _sh(a)
     sh.arena = NULL
     _untrack(sh)
@@ -911,6 +645,21 @@ cdef inline size_t _used(Arena a) noexcept:
     if a.sh is None:
         return a.nused
     return arena_load(&_sh(a).ctl.word) & ARENA_OFF_MASK
+
+
+cdef object _figure(Arena a, str name):
+    """The property ``name`` (committed, used, available, high_water, num_allocations):
+    arena-wide in a shared arena."""
+    _check_open(a)
+    if a.sh is None:
+        if name == "committed":
+            return a.map.committed
+        if name == "used" or name == "available":
+            return a.nused if name == "used" else a.map.reserved - a.nused
+        return a.nalloc if name == "num_allocations" else max(a.touched, a.high_water_before)
+    if name == "used" or name == "available":
+        return _used(a) if name == "used" else a.map.reserved - _used(a)
+    return _shared_figure(a, name)
 
 
 cdef object _shared_figure(Arena a, str name):
@@ -936,3 +685,7 @@ cdef int _shared_stats(Arena a, dict d) except -1:
     d["available"] = a.map.reserved - d["used"]
     d["processes"] = len(_live_processes(a))
     return 0
+
+
+include "_shared_memory.pxi"
+include "_shared_pickle.pxi"

@@ -112,6 +112,44 @@ def _limit(which: int) -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
+def map_count() -> int:
+    """The number of memory mappings of this process (what vm.max_map_count limits), read
+    in raw chunks so that counting needs no memory mapping of its own.
+
+    Examples
+    --------
+    >>> from arena._system import map_count
+    >>> map_count() > 0
+    True
+    """
+    fd = os.open("/proc/self/maps", os.O_RDONLY)
+    try:
+        n = 0
+        while chunk := os.read(fd, 65536):
+            n += chunk.count(b"\n")
+        return n
+    finally:
+        os.close(fd)
+
+
+def vm_status() -> dict:
+    """The ``Vm*`` lines of ``/proc/self/status``, in bytes.
+
+    Examples
+    --------
+    >>> from arena._system import vm_status
+    >>> vm_status()["VmSize"] > 0
+    True
+    """
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Vm") and line.rstrip().endswith(" kB"):
+                key, value = line.split(":", 1)
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
 def system_info() -> dict:
     """What this machine offers, as a dict.
 

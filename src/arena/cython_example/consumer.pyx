@@ -18,9 +18,9 @@ def fill_range(Arena a, Py_ssize_t n):
 def bump_nogil(Arena a, Py_ssize_t count, size_t nbytes):
     """Bump ``count`` blocks without the GIL; commit through alloc_raw when the inline bump
     says the committed range is used up. Returns the offset of the last block."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t _i
     cdef void* p = NULL
-    for i in range(count):
+    for _i in range(count):
         with nogil:
             p = arena_bump(a, nbytes, 16)
         if p == NULL:
@@ -37,11 +37,11 @@ cdef double _now() noexcept nogil:
 def time_alloc_raw(Arena a, Py_ssize_t count, size_t nbytes):
     """Seconds per ``alloc_raw(nbytes, 16)`` over ``count`` calls (the arena must have room;
     commit first so that the loop measures the bump, not the kernel)."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t _i
     cdef void* p
     cdef uintptr_t sink = 0
     cdef double t0 = _now()
-    for i in range(count):
+    for _i in range(count):
         p = a.alloc_raw(nbytes, 16)
         sink ^= <uintptr_t>p
     cdef double t1 = _now()
@@ -50,13 +50,13 @@ def time_alloc_raw(Arena a, Py_ssize_t count, size_t nbytes):
 
 def time_arena_bump(Arena a, Py_ssize_t count, size_t nbytes):
     """Seconds per inline ``arena_bump`` (committed memory only)."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t _i
     cdef void* p
     cdef uintptr_t sink = 0
     cdef double t0, t1
     with nogil:
         t0 = _now()
-        for i in range(count):
+        for _i in range(count):
             p = arena_bump(a, nbytes, 16)
             sink ^= <uintptr_t>p
         t1 = _now()

@@ -8,6 +8,8 @@ time itself; ``growable``: for its rows, below), and the NEP 49 heap's cases in
 case             arena                                            peer                   target
 ===============  ===============================================  =====================  ======
 empty            ``a.empty(8, np.float64)``, per call             ``np.empty``           0.5
+calls            ``a.empty(8, d)`` cycling three dtypes; and      ``np.empty``;          1
+                 ``a.array([1.0, 2.0, 3.0])``                     ``np.array``           (each)
 step             three 8 MiB temporaries per step, ``reset()``    ``np.empty_like``      0.3
 touch            commit and write 512 MiB on transparent huge     the same on 4 KiB      0.25
                  pages
@@ -33,8 +35,10 @@ and adds rows against a doubling buffer with ``np.resize`` and ``np.append`` per
 Times are best-of-N (the minimum is the run least disturbed by the rest of the machine,
 as :mod:`timeit` argues); arena and peer repeats alternate so that drift hits both. When
 pyarrow or cymem is installed, ``empty`` gains rows against them too, without targets.
-The full run takes about 20 s on two cores (3 s of it building the Cython module), and
-``growable`` 20 s more (its builds' processes); ``--quick`` about half of that.
+The full run takes about 20 s on two cores (3 s of it building the Cython module),
+``growable`` 20 s more (its builds' processes); ``--quick`` about half of that. The
+Dask cases (:mod:`.bench_dask`: ``dask``, ``dask_cluster``; skipped without Dask) add
+about four minutes, ``--quick`` two.
 """
 from __future__ import annotations
 
@@ -42,8 +46,6 @@ import argparse
 import gc
 import json
 import math
-import os
-import platform
 import resource
 import shutil
 import sys
@@ -58,13 +60,15 @@ from .. import Arena, ArenaOptions, Flags, _system, cython_example
 # exact=True for sizes: they are plan sizes and whole huge pages, and a label reads
 # "8 MiB", not "8.0 MiB".
 from .._format import format_bytes, format_time
+from .bench_report import environment, fmt_count, fmt_ratio, render
 
 # numpy_allocator runs first: plain NumPy's time there depends on whether glibc still holds
 # freed 8 MiB blocks, and the other cases' allocations change that. The NEP 49 heap's cases
 # (bench_heap) come after it for the same reason; the shared arena's (bench_shared), which
 # fork worker processes, come last.
-CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "step", "touch",
-         "reset", "alloc_raw", "growable", "shared")
+CASES = ("numpy_allocator", "heap", "calloc", "purge", "fromiter", "empty", "calls", "step",
+         "touch",
+         "reset", "alloc_raw", "growable", "dask", "dask_cluster", "shared")
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -131,7 +135,7 @@ class Result:
 
     ``target`` bounds the ratio (``target_unit == "ratio"``) or, where no peer makes a fair
     ratio, the arena's figure itself (``"seconds"``, ``"bytes"``); ``met`` judges whichever it
-    is. The figures are seconds, or bytes where ``unit`` is ``"B"``. A
+    is. The figures are seconds, bytes where ``unit`` is ``"B"``, counts where ``"count"``. A
     skipped row (``skipped``) has no times; its note says why. ``extra`` holds further
     figures for ``--json`` (the note states them for the table).
     """
@@ -162,7 +166,8 @@ class Result:
         return value is not None and value <= self.target
 
     def as_dict(self) -> dict:
-        seconds = (lambda s: None if self.skipped else s)
+        def seconds(s):
+            return None if self.skipped else s
         return {
             "case": self.case,
             "arena": {"label": self.arena_label, "seconds": seconds(self.arena_seconds)},
@@ -321,6 +326,34 @@ def case_empty(plan: Plan, progress: Progress) -> list[Result]:
     return rows
 
 
+def case_calls(plan: Plan, progress: Progress) -> list[Result]:
+    """(a2) Where v1 lagged NumPy: ``a.empty`` cycling through three dtypes (v1's two-entry
+    dtype cache thrashed: 1.45x) and ``a.array`` of a short list of floats (v1 built a
+    temporary array and copied it with ``np.copyto``: 2.8x). Target: not slower than NumPy."""
+    n = plan.empty_number
+    a = Arena(max(8 * n * 64, 64 * MiB))
+    try:
+        a.commit(4 * n * 64)
+        names = {"a_empty": a.empty, "a_array": a.array, "np_empty": np.empty,
+                 "np_array": np.array, "reset": a.reset, "d0": np.float64, "d1": np.float32,
+                 "d2": np.int32}
+        cycle = "{}(8, d0); {}(8, d1); {}(8, d2)"
+        timers = [timeit.Timer(cycle.format(*["a_empty"] * 3), setup="reset()", globals=names),
+                  timeit.Timer(cycle.format(*["np_empty"] * 3), globals=names),
+                  timeit.Timer("a_array([1.0, 2.0, 3.0])", setup="reset()", globals=names),
+                  timeit.Timer("np_array([1.0, 2.0, 3.0])", globals=names)]
+        for timer in timers:
+            timer.timeit(min(n, 1000))
+        best = best_of(timers, plan.empty_repeat, n, progress)
+    finally:
+        a.close()
+    return [Result("calls", "a.empty(8, d), d: float64, float32, int32",
+                   best[0], "np.empty(8, d), same dtypes", best[1], 1.0, plan.empty_repeat,
+                   per="3 calls"),
+            Result("calls/array", "a.array([1.0, 2.0, 3.0])", best[2],
+                   "np.array([1.0, 2.0, 3.0])", best[3], 1.0, plan.empty_repeat)]
+
+
 def step(x, empty_like):
     """The ``step`` case's work: three temporaries from ``empty_like``, each filled by a
     ufunc with ``out=``."""
@@ -431,7 +464,7 @@ def case_reset(plan: Plan, progress: Progress) -> list[Result]:
         best = best_of(timers, plan.reset_repeat, 1, progress)
     finally:
         a.close()
-    count = _fmt_count(n)
+    count = fmt_count(n)
     return [Result("reset", f"reset() after {count} a.empty(8)", best[0],
                    f"drop {count} np.empty(8) arrays", best[1], 0.001, plan.reset_repeat,
                    "allocations made untimed; arena arrays dropped as made", per="free")]
@@ -560,7 +593,7 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
     size = format_bytes(nbytes, exact=True)
     arena_label = f"{size} expr in a.numpy_allocator()"
     peer_label = f"{size} expr, NumPy's allocator"
-    r = lambda s: _fmt_ratio(s / numpy)  # noqa: E731
+    r = lambda s: fmt_ratio(s / numpy)  # noqa: E731
     floor_def = ("compute floor (the same 6 ufuncs a step with out= into 4 preallocated "
                  "buffers, no allocation) / plain NumPy")
     # glibc either hands NumPy's big blocks back to the kernel on free (a fresh heap: the
@@ -593,26 +626,24 @@ def case_numpy_allocator(plan: Plan, progress: Progress) -> list[Result]:
     ]
 
 
-# The one build of this process: a list rather than functools.cache, whose wrapper's
-# signature mypy's stubtest cannot match with the function's.
-_consumer: list = []
+_consumer: list = []  # (module, why) once built
 
 
 def consumer():
     """(module, "") with ``arena.cython_example`` built, once per process, or (None, why)
     when this machine cannot build it: Cython, a C compiler or the Python headers missing.
-    Any other build failure is an error."""
-    if _consumer:
-        return _consumer[0]
-    why = cython_example.missing_toolchain()
-    if why is not None:
-        _consumer.append((None, why))
-        return _consumer[0]
-    folder = tempfile.mkdtemp(prefix="arena-bench-")
-    try:
-        _consumer.append((cython_example.build(folder), ""))
-    finally:  # the extension stays loaded after its file is gone
-        shutil.rmtree(folder, ignore_errors=True)
+    Any other build failure is an error. (Memoised by hand: stubtest cannot read the
+    signature through functools.cache.)"""
+    if not _consumer:
+        why = cython_example.missing_toolchain()
+        if why is not None:
+            _consumer.append((None, why))
+        else:
+            folder = tempfile.mkdtemp(prefix="arena-bench-")
+            try:
+                _consumer.append((cython_example.build(folder), ""))
+            finally:  # the extension stays loaded after its file is gone
+                shutil.rmtree(folder, ignore_errors=True)
     return _consumer[0]
 
 
@@ -647,7 +678,7 @@ def case_alloc_raw(plan: Plan, progress: Progress) -> list[Result]:
         a.reset()
     finally:
         a.close()
-    count = _fmt_count(n)
+    count = fmt_count(n)
     how = (f"{count} calls a repeat from arena.cython_example (built once), arena committed "
            f"up front{' (but it grew: the loop included a commit)' if grew else ''} and "
            "reset between repeats")
@@ -660,75 +691,12 @@ def case_alloc_raw(plan: Plan, progress: Progress) -> list[Result]:
             for (name, label, target), seconds, note in zip(labels, best[:2], notes)]
 
 
-# -- reporting ------------------------------------------------------------------------------
-
-
-def _fmt_count(n: int) -> str:
-    return f"{n:.0e}".replace("e+0", "e") if n >= 10_000 else str(n)
-
-
-def _fmt_ratio(r: float | None) -> str:
-    if r is None:
-        return "-"
-    return f"{r:.3f}" if r >= 0.01 else f"{r:.1e}"
-
-
 def _huge_page_bytes(address: int, length: int) -> int:
     """AnonHugePages of the mappings overlapping the range, from /proc/self/smaps."""
     try:
         return _system.mapping_stats(address, length).get("AnonHugePages", 0)
     except OSError:
         return 0
-
-
-def render(results: list[Result], header: str) -> str:
-    """The results as an aligned text table, followed by each row's note."""
-    rows = [("case", "per", "arena", "time", "peer", "time", "ratio", "target", "met")]
-    for r in results:
-        if r.target is None:
-            target = "-"
-        elif r.target_unit == "seconds":
-            target = f"<= {format_time(r.target)}"
-        elif r.target_unit == "bytes":
-            target = f"<= {format_bytes(int(r.target))}"
-        else:
-            target = f"<= {r.target:g}"
-        if r.skipped:
-            times, met = ("-", "-", "-"), "skipped"
-        else:
-            fmt = format_time if r.unit == "s" else (lambda b: format_bytes(int(b)))
-            times = (fmt(r.arena_seconds), fmt(r.peer_seconds), _fmt_ratio(r.ratio))
-            met = "-" if r.met is None else ("yes" if r.met else "no")
-        rows.append((r.case, r.per, r.arena_label, times[0], r.peer_label, times[1], times[2],
-                     target, met))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    right = {3, 5, 6}
-    lines = [header, ""]
-    for k, row in enumerate(rows):
-        cells = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    lines.append("")
-    lines.append("time: best of the repeats, per the unit in 'per'; ratio: arena time / "
-                 "peer time; met: ratio <= target (arena time <= target where the target "
-                 "is a time)")
-    for r in results:
-        if r.note:
-            lines.append(f"{r.case}: {r.note}")
-    return "\n".join(lines)
-
-
-def _environment(plan_name: str) -> dict:
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "kernel": platform.release(),
-        "cpus": os.cpu_count(),
-        "thp_mode": _system.thp_mode(),
-        "plan": plan_name,
-    }
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -764,13 +732,15 @@ def run(args: argparse.Namespace) -> int:
     """Run the cases ``args`` selects and print the table (or JSON); return the exit code."""
     plan_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[plan_name]
-    from . import bench_heap, bench_shared  # they build on this module's timing and results
+    from . import bench_dask, bench_heap, bench_shared  # they build on this module's timing
     progress = Progress(sys.stderr, len(args.cases))
     results: list[Result] = []
     for case in args.cases:
         progress.start(case)
         if case == "empty":
             rows = case_empty(plan, progress)
+        elif case == "calls":
+            rows = case_calls(plan, progress)
         elif case == "step":
             rows = case_step(plan, progress)
         elif case == "touch":
@@ -781,6 +751,8 @@ def run(args: argparse.Namespace) -> int:
             rows = case_numpy_allocator(plan, progress)
         elif case in bench_heap.RUNNERS:
             rows = bench_heap.RUNNERS[case](plan, progress)
+        elif case in bench_dask.RUNNERS:
+            rows = bench_dask.RUNNERS[case](plan, progress)
         elif case in bench_shared.RUNNERS:
             rows = bench_shared.RUNNERS[case](plan, progress)
         elif case == "alloc_raw":
@@ -793,12 +765,12 @@ def run(args: argparse.Namespace) -> int:
             progress.done(head.note)
         elif head.unit != "s":
             progress.done(f"arena {format_bytes(int(head.arena_seconds))}, peer "
-                          f"{format_bytes(int(head.peer_seconds))}, ratio {_fmt_ratio(head.ratio)}")
+                          f"{format_bytes(int(head.peer_seconds))}, ratio {fmt_ratio(head.ratio)}")
         else:
             progress.done(f"arena {format_time(head.arena_seconds)}, peer "
-                          f"{format_time(head.peer_seconds)}, ratio {_fmt_ratio(head.ratio)}")
+                          f"{format_time(head.peer_seconds)}, ratio {fmt_ratio(head.ratio)}")
         results.extend(rows)
-    env = _environment(plan_name)
+    env = environment(plan_name)
     if args.json:
         print(json.dumps({"environment": env, "cases": [r.as_dict() for r in results]},
                          indent=2))

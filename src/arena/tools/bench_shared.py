@@ -16,9 +16,10 @@ the pages it reads; pickled results cross a pipe and are copied into the parent.
 ``shared/rss`` also gives the RSS growth when the parent reads every byte: the arena's
 results then map into the parent as well (shared pages, the same ones the workers wrote: no
 copy), so the two sides come close; the proportional set size (each shared page divided
-among the processes that map it) shows the difference that remains. Times are best of interleaved repeats: the arena reuses
-its pages after ``reset()``, the pickled side allocates fresh memory every batch, as code
-returning arrays from a pool does; the arena's first (cold) batch is in the note.
+among the processes that map it) shows the difference that remains. Times are best of
+interleaved repeats: the arena reuses its pages after ``reset()``, the pickled side
+allocates fresh memory every batch, as code returning arrays from a pool does; the arena's
+first (cold) batch is in the note.
 """
 from __future__ import annotations
 

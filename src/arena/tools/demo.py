@@ -367,7 +367,7 @@ def _check_hugetlb(n: int) -> str | None:
     return None
 
 
-# -- the command ------------------------------------------------------------------------------------
+# -- the command --------------------------------------------------------------------------------
 
 def _int_at_least(low: int):
     def parse(text: str) -> int:
