@@ -44,7 +44,7 @@ cdef int _reserve(Arena a, options, int prot) except -1:
     p = mmap(NULL, CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, sh.ctl_fd, 0)
     if p == MAP_FAILED:
         err = errno
-        raise os_error(err, "mmap of the control block")
+        raise os_error(err, "mmap of the control block", CTL_SIZE, True)
     sh.ctl = <arena_ctl_t*>p
     if fstat(m.fd, &st) != 0:
         err = errno
@@ -138,13 +138,13 @@ cdef int _map_data(Mapping* m, options) except -1:
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         if p == MAP_FAILED:
             err = errno
-            raise os_error(err, f"mmap of {m.reserved} bytes")
+            raise os_error(err, f"mmap of {m.reserved} bytes", m.reserved + extra, True)
         head = round_up(<size_t><uintptr_t>p, THP_SIZE) - <size_t><uintptr_t>p
         start = <char*>p + head
         if mmap(start, m.reserved, PROT_NONE, flags | MAP_FIXED, m.fd, 0) == MAP_FAILED:
             err = errno
             munmap(p, m.reserved + extra)
-            raise os_error(err, f"mmap of {m.reserved} bytes")
+            raise os_error(err, f"mmap of {m.reserved} bytes", m.reserved + extra, True)
         if head:
             munmap(p, head)
         if extra - head:
@@ -154,7 +154,7 @@ cdef int _map_data(Mapping* m, options) except -1:
     p = mmap(hint, m.reserved, PROT_NONE, flags, m.fd, 0)
     if p == MAP_FAILED:
         err = errno
-        raise os_error(err, f"mmap of {m.reserved} bytes")
+        raise os_error(err, f"mmap of {m.reserved} bytes", m.reserved + extra, True)
     m.base = <char*>p
     return 0
 
@@ -170,7 +170,7 @@ cdef int _local_commit(Mapping* m, size_t new) except -1:
     n = new - old
     if mprotect(m.base + old, n, m.prot) != 0:
         err = errno
-        raise os_error(err, f"committing {n} bytes (mprotect)")
+        raise os_error(err, f"committing {n} bytes (mprotect)", n)
     err = _prepare(m, m.base + old, n)
     if err:
         munlock(m.base + old, n)
