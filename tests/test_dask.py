@@ -277,8 +277,10 @@ def test_plugin_memory_does_not_grow_over_many_computations(plugin):
     for _ in range(14):
         client.compute(expression(800, 200)).result()
     last = client.run(arena_high_water)
-    for worker, h in last.items():
-        assert sum(h) <= 1.5 * sum(first[worker]), (first, last)
+    # Summed over the workers: the scheduler moves tasks between them from one computation
+    # to the next (under ASan one worker's share grew 1.54x while the total grew 1.31x).
+    total = lambda highs: sum(sum(h) for h in highs.values())  # noqa: E731
+    assert total(last) <= 1.5 * total(first), (first, last)
 
 
 @pytest.mark.slow

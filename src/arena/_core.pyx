@@ -22,10 +22,7 @@ import os
 import numpy as np
 
 cimport numpy as cnp
-from cpython.ref cimport Py_INCREF
 from libc.stdint cimport uintptr_t
-from libc.stdlib cimport free
-from libc.string cimport memset
 
 from arena._mman cimport PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 
@@ -366,12 +363,13 @@ cdef class Arena:
         64
         """
         _check_open(self)
-        _check_thread(self, PyList_GET_SIZE(self.frames_rw) - 1, "mark")
         cdef Mark m = Mark()
+        cdef _Frame f = _Frame()  # made before the check: see _push_this_frame
+        _check_thread(self, PyList_GET_SIZE(self.frames_rw) - 1, "mark")
         m.owner = self
         m.level = PyList_GET_SIZE(self.frames_rw)
         m.start = _used(self)
-        _push_frame(self, m.start)
+        _push_this_frame(self, f, m.start)
         m.serial = (<_Frame>self.frames_rw[m.level]).serial
         return m
 

@@ -84,7 +84,13 @@ cdef class _Scope:
 
 
 cdef int _push_frame(Arena a, size_t start) except -1:
-    cdef _Frame f = _Frame()
+    return _push_this_frame(a, _Frame(), start)
+
+
+cdef int _push_this_frame(Arena a, _Frame f, size_t start) except -1:
+    """Push a frame made beforehand: nothing in here allocates a Python object, so no
+    garbage collection (and no thread switch inside a finaliser) can come between a
+    _check_thread and the push it allowed."""
     f.region = a.region
     f.start = start
     f.thread = PyThread_get_thread_ident() if PyList_GET_SIZE(a.frames_rw) else 0
