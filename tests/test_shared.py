@@ -553,6 +553,64 @@ def test_release_waits_for_views_since_the_mark_in_any_process(tmp_path):
         """)
 
 
+def test_a_thread_allocating_while_release_waits_for_another_process(tmp_path):
+    """release() gives another process's views 0.1 s to go, and looking at them runs Python
+    code: a thread of this process that allocates past the mark meanwhile makes the release
+    refuse (before: the release went on and freed that thread's live array)."""
+    run(tmp_path, """
+        import threading, time
+        a = shared(1 << 28)
+        m = a.mark()
+        new, kept = [], []
+        child = forked(lambda: new.append(a.full(10, 2.0)), new.clear)
+        child.step()                             # the child holds a view past the mark
+
+        def allocate():                          # inside release's wait for the child
+            time.sleep(0.005)
+            kept.append(a.full(1000, 3.0))
+            child.step()                         # the child drops its view
+
+        t = threading.Thread(target=allocate)
+        t.start()
+        refused(lambda: a.release(m), BufferError, "another thread allocated")
+        t.join()
+        y = a.full(1000, 4.0)
+        assert (kept[0] == 3).all() and (y == 4).all()
+        del y, kept[:]
+        a.release(m)
+        assert a.used == 0
+        child.finish()
+        """)
+
+
+def test_close_from_another_thread_while_release_waits_is_refused(tmp_path):
+    """close() in one thread while another's release() waits for another process's views
+    (and reads /proc with the control block in hand): refused, not a crash."""
+    run(tmp_path, """
+        import threading, time
+        a = shared(1 << 28)
+        m = a.mark()
+        new, out = [], []
+        child = forked(lambda: new.append(a.full(10, 2.0)), new.clear)
+        child.step()                             # the child holds a view past the mark
+
+        def close():                             # inside release's wait for the child
+            time.sleep(0.005)
+            refused(a.close, BufferError, "another thread is in a reset, release")
+            out.append(a.closed)
+
+        t = threading.Thread(target=close)
+        t.start()
+        refused(lambda: a.release(m), BufferError, f"process {child.pid}")
+        t.join()
+        assert out == [False]
+        child.step()                             # the child drops its view
+        a.release(m)
+        a.close()
+        child.finish()
+        """)
+
+
 @pytest.mark.slow
 def test_fork_child_holds_the_views_it_inherited_and_close_is_local(tmp_path):
     run(tmp_path, """

@@ -362,10 +362,10 @@ cdef class Arena:
         >>> a.used
         64
         """
-        _check_open(self)
         cdef Mark m = Mark()
         cdef _Frame f = _Frame()  # made before the check: see _push_this_frame
-        _check_thread(self, PyList_GET_SIZE(self.frames_rw) - 1, "mark")
+        while _check_open(self) or _check_thread(self, PyList_GET_SIZE(self.frames_rw) - 1, "mark"):
+            pass  # another thread ran: look again
         m.owner = self
         m.level = PyList_GET_SIZE(self.frames_rw)
         m.start = _used(self)
@@ -395,14 +395,11 @@ cdef class Arena:
         >>> a.used
         0
         """
-        _check_open(self)
         if mark.owner is not self:
             raise ValueError("the mark belongs to another arena")
         cdef Py_ssize_t level = mark.level
-        if level >= PyList_GET_SIZE(self.frames_rw) or \
-                (<_Frame>self.frames_rw[level]).serial != mark.serial:
-            raise ValueError("the mark was already released (or the arena was reset)")
-        _check_thread(self, level, "release the mark")
+        while _check_open(self) or _check_mark(self, mark) or _check_thread(self, level, "release the mark"):
+            pass  # another thread ran: look again
         cdef Py_ssize_t live = _views_since(self, level, False)
         if live:
             raise BufferError(f"cannot release: {live} view(s) allocated since the mark are "
@@ -452,8 +449,8 @@ cdef class Arena:
         >>> a.used, a.num_allocations
         (0, 0)
         """
-        _check_open(self)
-        _check_thread(self, 1, "reset")
+        while _check_open(self) or _check_thread(self, 1, "reset"):
+            pass  # another thread ran: look again
         cdef Py_ssize_t live = _views_since(self, 0, False)
         if live:
             raise BufferError(f"cannot reset: {live} view(s) are still alive "
@@ -488,6 +485,7 @@ cdef class Arena:
         """
         if self.base == NULL:
             return
+        _check_idle(self)  # a shared arena's other threads
         cdef Py_ssize_t live = _views_since(self, 0, False)
         if live:
             raise BufferError(f"cannot close: {live} view(s) are still alive")

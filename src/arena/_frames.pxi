@@ -148,24 +148,45 @@ cdef int _drop_levels_from(Arena a, Py_ssize_t level) except -1:
     return 0
 
 
+cdef int _check_mark(Arena a, Mark mark) except -1:
+    if mark.level >= PyList_GET_SIZE(a.frames_rw) or \
+            (<_Frame><object>PyList_GET_ITEM(a.frames_rw, mark.level)).serial != mark.serial:
+        raise ValueError("the mark was already released (or the arena was reset)")
+    return 0
+
+
 cdef int _check_thread(Arena a, Py_ssize_t level, str what) except -1:
     """Marks and scopes are one stack per arena: levels opened by two threads interleave,
     and neither could be released without the other's. So while a thread has a mark open,
     only that thread may mark, release or reset (other threads may still allocate: their
     arrays land in its level). Refuse anything else, naming the thread, rather than give
-    BufferErrors and stale levels later. A mark whose thread has ended no longer holds."""
-    cdef unsigned long me = PyThread_get_thread_ident()
-    cdef Py_ssize_t i
-    cdef _Frame f
-    for i in range(max(level, 1), PyList_GET_SIZE(a.frames_rw)):
-        f = <_Frame><object>PyList_GET_ITEM(a.frames_rw, i)
-        if f.thread != me and f.thread != 0:
-            owner = next((t for t in threading.enumerate() if t.ident == f.thread), None)
-            if owner is None:
-                f.thread = 0  # its thread is gone: the level is anyone's
-                continue
+    BufferErrors and stale levels later. A mark whose thread has ended no longer holds.
+
+    1 when it had to run Python code to tell (another thread may have run meanwhile, so the
+    caller checks its state again), else 0. It holds no frame while Python code runs: that
+    reference would count as a live view in the other thread's release."""
+    cdef unsigned long me = PyThread_get_thread_ident(), other
+    cdef Py_ssize_t i = max(level, 1)
+    while i < PyList_GET_SIZE(a.frames_rw):
+        other = (<_Frame><object>PyList_GET_ITEM(a.frames_rw, i)).thread
+        i += 1
+        if other == me or other == 0:
+            continue
+        owner = next((t for t in threading.enumerate() if t.ident == other), None)
+        if owner is not None:
             raise RuntimeError(
                 f"cannot {what}: thread {owner.name!r} has a mark or scope open on this "
-                f"arena (level {i}). Marks and scopes are one stack per arena, not per "
+                f"arena (level {i - 1}). Marks and scopes are one stack per arena, not per "
                 "thread: give each thread its own arena, or leave the scope first")
+        _forget_thread(a, other)  # its thread is gone: its levels are anyone's
+        return 1
     return 0
+
+
+cdef void _forget_thread(Arena a, unsigned long thread) noexcept:
+    cdef Py_ssize_t i
+    cdef _Frame f
+    for i in range(PyList_GET_SIZE(a.frames_rw)):
+        f = <_Frame><object>PyList_GET_ITEM(a.frames_rw, i)
+        if f.thread == thread:
+            f.thread = 0

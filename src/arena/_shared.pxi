@@ -135,6 +135,7 @@ cdef class _Shared:
     cdef uint64_t pg            # ...since decommit's punch counter was pg
     cdef size_t before, end     # the bump before and after our last allocation (rollback)
     cdef size_t heap_top        # end of the highest raw bump since the NEP 49 heap was empty
+    cdef int busy               # threads in code that runs Python with ``ctl`` in hand
     cdef object __weakref__
 
     def __cinit__(self):
@@ -278,15 +279,28 @@ cdef void _fold(arena_ctl_t* c, arena_slot_t* s) noexcept nogil:
 
 cdef int _claim(_Shared sh) except -1:
     """Take a free slot, or one whose process is gone, for this process."""
-    cdef arena_ctl_t* c = sh.ctl
-    cdef arena_slot_t* s
     cdef int64_t me = getpid()
+    if sh.slot >= 0:
+        return 0
+    st = _proc_stat(me)
+    if sh.slot >= 0:
+        return 0
+    start_time = st[1] if st is not None else 0
+    sh.busy += 1
+    try:
+        return _claim_slot(sh, sh.ctl, me, start_time)
+    finally:
+        sh.busy -= 1
+
+
+cdef int _claim_slot(_Shared sh, arena_ctl_t* c, int64_t me, start_time) except -1:
+    cdef arena_slot_t* s
     cdef uint64_t cur
     cdef int i, sweep
-    st = _proc_stat(me)
-    start_time = st[1] if st is not None else 0
     for sweep in range(2):
         for i in range(ARENA_SLOTS):
+            if sh.slot >= 0:
+                return 0  # another thread claimed one while _slot_alive ran Python code
             s = &c.slots[i]
             cur = arena_load(<uint64_t*>&s.pid)
             if cur != 0 and (sweep == 0 or _slot_alive(sh, s, <int64_t>cur)):
@@ -357,11 +371,15 @@ def _live_processes(Arena a):
     cdef int64_t pid
     _check_open(a)
     out = []
-    for i in range(arena_load(&sh.ctl.nslots)):
-        s = &sh.ctl.slots[i]
-        pid = <int64_t>arena_load(<uint64_t*>&s.pid)
-        if pid > 0 and _slot_alive(sh, s, pid):
-            out.append((pid, arena_load(&s.views)))
+    sh.busy += 1
+    try:
+        for i in range(arena_load(&sh.ctl.nslots)):
+            s = &sh.ctl.slots[i]
+            pid = <int64_t>arena_load(<uint64_t*>&s.pid)
+            if pid > 0 and _slot_alive(sh, s, pid):
+                out.append((pid, arena_load(&s.views)))
+    finally:
+        sh.busy -= 1
     return out
 
 
@@ -525,7 +543,16 @@ cdef bint _unfreed_since(arena_ctl_t* c, uint64_t g0, uint64_t key) noexcept nog
 
 cdef int _free_to(Arena a, _Shared sh, uint64_t floor, str what) except -1:
     """Move the bump down to ``floor`` unless a live view of another process reaches past
-    it; 1 if it moved. (This process's own views are the caller's to check.)"""
+    it; 1 if it moved. (This process's own views are the caller's to check first; they are
+    checked again here, after the last Python code before the swap.)"""
+    sh.busy += 1
+    try:
+        return _free_to_floor(a, sh, floor, what)
+    finally:
+        sh.busy -= 1
+
+
+cdef int _free_to_floor(Arena a, _Shared sh, uint64_t floor, str what) except -1:
     cdef arena_ctl_t* c = sh.ctl
     cdef uint64_t w = arena_load(&c.word), g
     while True:
@@ -539,6 +566,11 @@ cdef int _free_to(Arena a, _Shared sh, uint64_t floor, str what) except -1:
             raise BufferError(f"cannot {what}: process {holder[0]} holds {holder[1]} live "
                               "view(s) of the shared arena's memory (a forked child holds "
                               "the views it inherited until it drops them or exits)")
+        # Looking at the holders ran Python code: another thread of this process may have
+        # allocated past the floor meanwhile. From this check to the swap none runs.
+        if (sh.last != NULL and sh.last.key > floor) or heap_live_above(&a.heap, floor):
+            raise BufferError(f"cannot {what}: another thread allocated from the arena while "
+                              f"{what} looked at other processes' views (drop it first)")
         if floor >= (w & ARENA_OFF_MASK):
             return 0
         g = arena_fetch_add(&c.gen, 1) + 1
@@ -579,11 +611,13 @@ cdef int _shared_release(Arena a, Py_ssize_t level) except -1:
     cdef _Shared sh = _sh(a)
     cdef _Frame f = <_Frame>a.frames_rw[level]
     cdef uint64_t floor = _floor_since(sh.ctl, f.gen, f.start)
+    cdef Py_ssize_t nalloc_start = f.nalloc_start
+    f = None  # a frame held while _free_to runs Python code would count as a live view
     if (sh.last != NULL and sh.last.key > floor) or heap_live_above(&a.heap, floor):
         raise BufferError("cannot release: a view of memory another process's release freed "
                           "around the mark is still alive (drop it first, e.g. with del)")
     _free_to(a, sh, floor, "release")
-    _set_nalloc(sh.ctl, min(f.nalloc_start, _total_nalloc(sh.ctl)))
+    _set_nalloc(sh.ctl, min(nalloc_start, _total_nalloc(sh.ctl)))
     heap_drop_from(a, floor)  # its free blocks up there may be handed to anyone now
     return 0
 
@@ -617,6 +651,15 @@ cdef int _shared_purge(Arena a) except -1:
     _check_open(a)
     if a.sh is not None:
         _shared_decommit(a, 0)
+    return 0
+
+
+cdef int _check_idle(Arena a) except -1:
+    """close(): unmapping the control block under a thread whose reset, release or slot claim
+    is running Python code (it waits, it reads /proc) would crash that thread."""
+    if a.sh is not None and _sh(a).busy:
+        raise BufferError("cannot close: another thread is in a reset, release or first "
+                          "allocation of this shared arena")
     return 0
 
 
