@@ -159,10 +159,13 @@ class FileMachine(RuleBasedStateMachine):
             if scribble:
                 v[:] = 0xEE
             del v
-        if n <= p.available:
+        if round_up(p.used, 64) + n <= SIZE:  # (``available`` does not know the alignment)
             x = p.full(n, 0xAB, dtype=np.uint8)
             assert (x == 0xAB).all()
             del x
+        else:
+            with pytest.raises(ArenaFullError):
+                p.full(n, 0xAB, dtype=np.uint8)
         p.flush()
         p.close()
         if reopen:
