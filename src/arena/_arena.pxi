@@ -379,6 +379,8 @@ cdef object _view(Arena a, offset, shape, dtype, order):
     descr = _resolve_dtype(a, dtype)
     nbytes = _nbytes(nd, dims, descr.itemsize)
     flags = _order_flag(order)
+    if a.base != NULL and not (a.map.prot & PROT_WRITE):
+        _make_readonly_frames(a)
     _check_readable(a)  # again: the conversions may have run code that closed it
     if arena_add_overflow(<size_t>off, nbytes, &end) or end > _used(a) or \
             <size_t>off > _used(a):
@@ -470,7 +472,7 @@ cdef int _arena_init(Arena a, size_or_options, protection) except -1:
     _reserve(a, options, prot)
     a.base = a.map.base
     heap_init(a, options)
-    _push_frame(a, 0)
+    _push_this_frame(a, _shared_base_frame(a), 0)
     if a.map.file_backed:
         _adopt_file_contents(a)
     _update_limit(a)

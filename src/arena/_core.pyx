@@ -449,6 +449,7 @@ cdef class Arena:
         >>> a.used, a.num_allocations
         (0, 0)
         """
+        cdef _Frame base = _Frame()  # made before the checks: see _push_this_frame
         while _check_open(self) or _check_thread(self, 1, "reset"):
             pass  # another thread ran: look again
         cdef Py_ssize_t live = _views_since(self, 0, False)
@@ -461,7 +462,7 @@ cdef class Arena:
         self.nalloc = 0
         heap_drop_from(self, 0)
         _drop_levels_from(self, 0)
-        _push_frame(self, 0)
+        _push_this_frame(self, base, 0)
         if decommit:
             _decommit_above(self, 0)
 

@@ -83,10 +83,6 @@ cdef class _Scope:
         return False
 
 
-cdef int _push_frame(Arena a, size_t start) except -1:
-    return _push_this_frame(a, _Frame(), start)
-
-
 cdef int _push_this_frame(Arena a, _Frame f, size_t start) except -1:
     """Push a frame made beforehand: nothing in here allocates a Python object, so no
     garbage collection (and no thread switch inside a finaliser) can come between a
@@ -111,14 +107,24 @@ cdef inline _Frame _top_frame(Arena a):
 
 cdef _Frame _readonly_frame(Arena a, Py_ssize_t level):
     cdef _Frame f
-    ro = a.frames_ro[level]
-    if ro is None:
-        f = _Frame()
-        f.region = a.region
-        f.start = (<_Frame>a.frames_rw[level]).start
-        a.frames_ro[level] = f
-        return f
-    return <_Frame>ro
+    if PyList_GET_ITEM(a.frames_ro, level) == <PyObject*>None:
+        f = _Frame()  # a garbage collection here may run code that resets or closes the arena
+        if level >= PyList_GET_SIZE(a.frames_ro):
+            raise RuntimeError("the arena was reset or closed while a view of it was being made")
+        if PyList_GET_ITEM(a.frames_ro, level) == <PyObject*>None:
+            f.region = a.region
+            f.start = (<_Frame>a.frames_rw[level]).start
+            a.frames_ro[level] = f
+    return <_Frame>a.frames_ro[level]
+
+
+cdef int _make_readonly_frames(Arena a) except -1:
+    """Every level's read-only frame, made before a caller's last checks (see above)."""
+    cdef Py_ssize_t i = 0
+    while i < PyList_GET_SIZE(a.frames_ro):
+        _readonly_frame(a, i)
+        i += 1
+    return 0
 
 
 cdef Py_ssize_t _views_since(Arena a, Py_ssize_t level, bint writable_only):

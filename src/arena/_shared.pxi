@@ -69,7 +69,8 @@ cdef extern from * nogil:
         uint64_t magic, version, ctl_size, reserved, page, step, alignment, flags;
         uint64_t explicit_page, data_dev, data_ino, creator;
         unsigned char id[16];
-        uint64_t spare0[2];
+        uint64_t regs;          /* views registered over bytes already handed out (ever) */
+        uint64_t spare0;
         uint64_t word, spare1[7];
         uint64_t gen, committed, attempted, punch_gen, hw_base, nslots;
         int64_t adjust;
@@ -92,7 +93,7 @@ cdef extern from * nogil:
         uint64_t magic, version, ctl_size, reserved, page, step, alignment, flags
         uint64_t explicit_page, data_dev, data_ino, creator
         unsigned char id[16]
-        uint64_t word
+        uint64_t regs, word
         uint64_t gen, committed, attempted, punch_gen, hw_base, nslots
         int64_t adjust
         uint64_t dirty
@@ -134,6 +135,7 @@ cdef class _Shared:
     cdef size_t lo, hi          # [lo, hi) is allocated in the memfd, as far as we know...
     cdef uint64_t pg            # ...since decommit's punch counter was pg
     cdef size_t before, end     # the bump before and after our last allocation (rollback)
+    cdef uint64_t taken         # the word our last allocation's swap left (rollback)
     cdef size_t heap_top        # end of the highest raw bump since the NEP 49 heap was empty
     cdef int busy               # threads in code that runs Python with ``ctl`` in hand
     cdef object __weakref__
@@ -282,13 +284,14 @@ cdef int _claim(_Shared sh) except -1:
     cdef int64_t me = getpid()
     if sh.slot >= 0:
         return 0
-    st = _proc_stat(me)
-    if sh.slot >= 0:
-        return 0
-    start_time = st[1] if st is not None else 0
-    sh.busy += 1
+    if sh.ctl == NULL:
+        raise ValueError("the arena is closed")
+    sh.busy += 1  # from here close() refuses: reading /proc runs Python code
     try:
-        return _claim_slot(sh, sh.ctl, me, start_time)
+        st = _proc_stat(me)
+        if sh.slot >= 0:
+            return 0  # another thread claimed one meanwhile
+        return _claim_slot(sh, sh.ctl, me, st[1] if st is not None else 0)
     finally:
         sh.busy -= 1
 
@@ -299,12 +302,12 @@ cdef int _claim_slot(_Shared sh, arena_ctl_t* c, int64_t me, start_time) except 
     cdef int i, sweep
     for sweep in range(2):
         for i in range(ARENA_SLOTS):
-            if sh.slot >= 0:
-                return 0  # another thread claimed one while _slot_alive ran Python code
             s = &c.slots[i]
             cur = arena_load(<uint64_t*>&s.pid)
             if cur != 0 and (sweep == 0 or _slot_alive(sh, s, <int64_t>cur)):
                 continue
+            if sh.slot >= 0:
+                return 0  # another thread claimed one while _slot_alive ran Python code
             if not arena_cas(<uint64_t*>&s.pid, &cur, <uint64_t>(-me)):
                 continue
             if cur != 0:
@@ -426,7 +429,7 @@ cdef Py_ssize_t _shared_take(Arena a, _Shared sh, size_t nbytes, size_t align,
     cdef arena_ctl_t* c = sh.ctl
     cdef Mapping* m = a.map
     cdef arena_slot_t* s
-    cdef uint64_t w, cur, start, end, key, top
+    cdef uint64_t w, cur, start, end, key, top, new
     if not a.writable:
         _check_allocatable(a)
     if align == 0 or (align & (align - 1)) != 0 or align > a.page:
@@ -452,13 +455,13 @@ cdef Py_ssize_t _shared_take(Arena a, _Shared sh, size_t nbytes, size_t align,
             sh.heap_top = key
         if key > top:
             arena_store(&s.top, key)
-        if arena_cas(&c.word, &w, end | ((w + (ARENA_SEQ_ONE if end == cur else 0))
-                                         & SEQ_MASK)):
+        new = end | ((w + (ARENA_SEQ_ONE if end == cur else 0)) & SEQ_MASK)
+        if arena_cas(&c.word, &w, new):
             break
     arena_store(&s.nalloc, s.nalloc + 1)
     if end > s.high_water:
         arena_store(&s.high_water, end)
-    sh.before, sh.end = cur, end
+    sh.before, sh.end, sh.taken = cur, end, new
     a.nused = end
     return start
 
@@ -487,11 +490,13 @@ cdef char* _shared_bump(Arena a, size_t nbytes, size_t align) except NULL:
 
 
 cdef void _shared_rollback(Arena a, size_t expected_end) noexcept:
-    """Give back our last allocation if nothing happened on the bump since (full/array)."""
+    """Give back our last allocation if nothing happened on the bump since (full/array):
+    the word must be the very one our swap left, sequence included, since a view another
+    process registered over those bytes meanwhile moves the sequence only."""
     cdef _Shared sh = _sh(a)
     cdef arena_ctl_t* c = sh.ctl
     cdef uint64_t w = arena_load(&c.word)
-    if sh.end != expected_end or (w & ARENA_OFF_MASK) != sh.end or sh.slot < 0:
+    if sh.end != expected_end or w != sh.taken or sh.slot < 0:
         return
     arena_max(&c.dirty, sh.end)  # before the bump goes down: its bytes were written
     if arena_cas(&c.word, &w, sh.before | ((w + ARENA_SEQ_ONE) & SEQ_MASK)):
@@ -513,6 +518,7 @@ cdef _Lease _shared_register(_Shared sh, Mapping* m, _Frame frame, size_t lo, si
     top = sh.last.key if sh.last != NULL else 0
     if key > top:
         arena_store(&s.top, key)
+        arena_fetch_add(&c.regs, 1)  # a free scanning the slots now must scan again
     w = arena_load(&c.word)
     while True:
         if hi > (w & ARENA_OFF_MASK):
@@ -554,23 +560,34 @@ cdef int _free_to(Arena a, _Shared sh, uint64_t floor, str what) except -1:
 
 cdef int _free_to_floor(Arena a, _Shared sh, uint64_t floor, str what) except -1:
     cdef arena_ctl_t* c = sh.ctl
-    cdef uint64_t w = arena_load(&c.word), g
+    cdef uint64_t w, g, regs
+    cdef Py_ssize_t waited = 0
     while True:
+        # The word and the count of registered views are read before the scan: a view
+        # registered after its slot was scanned moves the count (scan again) or the word (the
+        # swap fails). The sequence in the word alone would wrap after 65536 registrations.
+        w = arena_load(&c.word)
+        regs = arena_load(&c.regs)
         holder = _holder_above(sh, floor)  # even with nothing to free: an empty view counts
-        for pause in _GRACE if holder is not None else ():
-            time.sleep(pause)
-            holder = _holder_above(sh, floor)
-            if holder is None:
-                break
         if holder is not None:
-            raise BufferError(f"cannot {what}: process {holder[0]} holds {holder[1]} live "
-                              "view(s) of the shared arena's memory (a forked child holds "
-                              "the views it inherited until it drops them or exits)")
+            if waited == len(_GRACE):
+                held = f"{holder[1]} live view(s)" if holder[1] else \
+                    "NumPy blocks (from numpy_allocator())"
+                raise BufferError(f"cannot {what}: process {holder[0]} holds {held} of the "
+                                  "shared arena's memory (a process holds what it allocated, "
+                                  "received or, after fork, inherited, until it drops it or "
+                                  "exits)")
+            time.sleep(_GRACE[waited])
+            waited += 1
+            continue
+        if arena_load(&c.regs) != regs:
+            continue
         # Looking at the holders ran Python code: another thread of this process may have
         # allocated past the floor meanwhile. From this check to the swap none runs.
         if (sh.last != NULL and sh.last.key > floor) or heap_live_above(&a.heap, floor):
-            raise BufferError(f"cannot {what}: another thread allocated from the arena while "
-                              f"{what} looked at other processes' views (drop it first)")
+            raise BufferError(f"cannot {what}: views in this process reach past what it would "
+                              "free (allocated by another thread meanwhile, or received before "
+                              "this Arena was opened here): drop them first")
         if floor >= (w & ARENA_OFF_MASK):
             return 0
         g = arena_fetch_add(&c.gen, 1) + 1
@@ -637,7 +654,7 @@ cdef void _arena_dealloc(Arena a) noexcept:
     """Arena.__dealloc__: free the heap's records; a shared arena's _Shared (alive while
     arrays are) no longer has its Arena."""
     heap_dealloc(&a.heap)
-    if a.sh is not None:
+    if a.sh is not None and (<_Shared>a.sh).arena == <PyObject*>a:
         (<_Shared>a.sh).arena = NULL
 
 
@@ -657,9 +674,13 @@ cdef int _shared_purge(Arena a) except -1:
 cdef int _check_idle(Arena a) except -1:
     """close(): unmapping the control block under a thread whose reset, release or slot claim
     is running Python code (it waits, it reads /proc) would crash that thread."""
-    if a.sh is not None and _sh(a).busy:
+    if a.sh is None:
+        return 0
+    if _sh(a).busy:
         raise BufferError("cannot close: another thread is in a reset, release or first "
                           "allocation of this shared arena")
+    if _sh(a).nleases:  # (views of an Arena object over this mapping that no longer exists)
+        raise BufferError(f"cannot close: {_sh(a).nleases} view(s) are still alive")
     return 0
 
 

@@ -3,16 +3,27 @@
 # in the memfd (fallocate) before they are handed out, committing them here lazily, and
 # punching free pages out for every process. Included by _core.pyx after _shared.pxi.
 
+import stat
+
 # -- making and attaching --------------------------------------------------------------------
 
 cdef int _reserve(Arena a, options, int prot) except -1:
     """Reserve ``a``'s mapping: multi-process for Flags.SHARED without a file."""
     if Flags.SHARED not in options.flags or options.file is not None:
         return mapping_reserve(a.map, options, prot)
-    cdef _Shared sh = _Shared()
-    cdef Mapping* m = a.map
+    cdef _Shared sh = options._sh if isinstance(options, _AttachOptions) else None
+    cdef Mapping* m
     cdef int err
     cdef struct_stat st
+    if sh is not None:  # the mapping this process has already (for arrays it received)
+        a.sh = sh
+        a.region = sh.region
+        a.map = &a.region.m
+        sh.arena = <PyObject*>a
+        a.opts = _ctl_options(sh.ctl)
+        return 0
+    sh = _Shared()
+    m = a.map
     if options.size > _MAX_SHARED_SIZE:
         raise ValueError(f"a shared arena holds at most {_MAX_SHARED_SIZE} bytes")
     a.sh = sh
@@ -85,6 +96,11 @@ cdef int _ctl_init(arena_ctl_t* c, options, struct_stat st) except -1:
 def _ctl_check(int ctl_fd, bytes ident):
     """The options of the shared arena whose control block ``ctl_fd`` is (ValueError if
     it is none, or another arena than ``ident``)."""
+    # A descriptor reached through /proc may since name another file: reading a mapping
+    # past a shorter file's end would kill this process with SIGBUS.
+    st = os.fstat(ctl_fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size < CTL_SIZE:
+        raise ValueError("not a shared arena's control block")
     cdef void* p = mmap(NULL, CTL_SIZE, PROT_READ, MAP_SHARED, ctl_fd, 0)
     cdef arena_ctl_t* c = <arena_ctl_t*>p
     if p == MAP_FAILED:
@@ -110,12 +126,13 @@ cdef object _ctl_options(arena_ctl_t* c):
 
 class _AttachOptions(ArenaOptions):
     """Options of a shared arena to attach to, with the descriptors it comes in."""
-    __slots__ = ("_fds",)
+    __slots__ = ("_fds", "_sh")
 
-    def __init__(self, options, data_fd, ctl_fd):
+    def __init__(self, options, data_fd, ctl_fd, sh=None):
         for name in ArenaOptions.__slots__:
             object.__setattr__(self, name, getattr(options, name))
         object.__setattr__(self, "_fds", [data_fd, ctl_fd])
+        object.__setattr__(self, "_sh", sh)  # a mapping this process has, to open again
 
 
 cdef int _map_data(Mapping* m, options) except -1:

@@ -122,20 +122,31 @@ cdef object _source(_Shared sh, bint with_fds):
     cdef arena_slot_t* s
     cdef uint64_t i
     cdef int64_t pid, me = getpid()
+    if sh.ctl == NULL:
+        raise ValueError("the arena is closed")
+    holders = [(me, data_fd, ctl_fd)]
+    sh.busy += 1  # close() refuses meanwhile: a garbage collection here may run any code
+    try:
+        for i in range(arena_load(&sh.ctl.nslots)):
+            s = &sh.ctl.slots[i]
+            pid = <int64_t>arena_load(<uint64_t*>&s.pid)
+            if pid > 0 and pid != me and len(holders) < 8:
+                holders.append((pid, s.data_fd, s.ctl_fd))
+    finally:
+        sh.busy -= 1
     popen = context.get_spawning_popen()
+    fds = None
     if popen is not None:
-        fds = (popen.DupFd(popen.duplicate_for_child(data_fd)),
-               popen.DupFd(popen.duplicate_for_child(ctl_fd)))
+        # A process being started inherits each descriptor once (a second copy of one in
+        # its list fails the start: "bad value(s) in fds_to_keep"): only the first reference
+        # to the arena in what it is sent carries them, the later ones find it mapped.
+        sent = popen.__dict__.setdefault("_arena_sent", set())
+        if sh.id not in sent:
+            sent.add(sh.id)
+            fds = (popen.DupFd(popen.duplicate_for_child(data_fd)),
+                   popen.DupFd(popen.duplicate_for_child(ctl_fd)))
     elif with_fds:
         fds = (reduction.DupFd(data_fd), reduction.DupFd(ctl_fd))
-    else:
-        fds = None
-    holders = [(me, data_fd, ctl_fd)]
-    for i in range(arena_load(&sh.ctl.nslots)):
-        s = &sh.ctl.slots[i]
-        pid = <int64_t>arena_load(<uint64_t*>&s.pid)
-        if pid > 0 and pid != me and len(holders) < 8:
-            holders.append((pid, s.data_fd, s.ctl_fd))
     return sh.id, fds, holders
 
 
@@ -167,14 +178,16 @@ cdef object _token(_Lease l, cnp.ndarray x):
     cdef _Shared sh = l.sh
     cdef Mapping* m = &sh.region.m
     cdef Py_ssize_t off
+    cdef uint64_t gen
     if sh.ctl == NULL or m.base == NULL:
         return None
     off = <char*>cnp.PyArray_DATA(x) - m.base
     if off < 0 or <size_t>off > m.reserved:
         return None
+    gen = arena_load(&sh.ctl.gen)  # before any Python code: an earlier count only errs safe
     y = <object>x
     return _rebuild_array, (_source(sh, False), off, y.shape, y.strides, y.dtype,
-                            bool(y.flags.writeable), arena_load(&sh.ctl.gen))
+                            bool(y.flags.writeable), gen)
 
 
 # -- receiving -------------------------------------------------------------------------------
@@ -202,17 +215,23 @@ def _obtain(source, bint want_arena):
                 break
     sh = _lookup(ident)
     if sh is not None:
+        for fd in got:
+            os.close(fd)
         arena = _open_arena(sh)
-        if arena is not None or not want_arena:
-            for fd in got:
-                os.close(fd)
-            return arena, sh
+        if arena is None and want_arena:  # mapped for arrays received before: one mapping
+            if sh.ctl == NULL:
+                raise ValueError("the shared arena was closed in this process")
+            arena = Arena(_AttachOptions(_ctl_options(sh.ctl), -1, -1, sh))
+        return arena, sh
     if len(got) != 2:
         for fd in got:
             os.close(fd)
         got = _open_from_proc(ident, holders)
     arena = _attach(got[0], got[1], ident)
-    return arena, _sh(<Arena>arena)
+    sh = _sh(<Arena>arena)
+    if not want_arena:  # mapped for arrays only: they count in the orphan frame, which an
+        sh.arena = NULL  # Arena opened here later takes over (the mapping stays one)
+    return arena, sh
 
 
 def _open_from_proc(bytes ident, holders):
@@ -220,7 +239,8 @@ def _open_from_proc(bytes ident, holders):
         fds = []
         try:
             for fd in (data_fd, ctl_fd):
-                fds.append(os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR | os.O_CLOEXEC))
+                fds.append(os.open(f"/proc/{pid}/fd/{fd}",
+                                   os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK))
             _ctl_check(fds[1], ident)
             return fds
         except (OSError, ValueError):
@@ -241,6 +261,17 @@ def _attach(int data_fd, int ctl_fd, bytes ident):
         for fd in (opts._fds if opts is not None else (data_fd, ctl_fd)):
             if fd >= 0:
                 os.close(fd)
+
+
+cdef _Frame _shared_base_frame(Arena a):
+    """The first mark level of a new Arena: in a shared arena mapped here for arrays received
+    before, the frame they count in (so that reset and close see them)."""
+    cdef _Shared sh = a.sh
+    cdef _Frame f
+    if sh is None or sh.orphan is None:
+        return _Frame()
+    f, sh.orphan = sh.orphan, None
+    return f
 
 
 cdef _Frame _receive_frame(_Shared sh, size_t last, bint writable):
