@@ -14,7 +14,9 @@
 #   go back as soon as they are freed.
 # Blocks under a live view() (below view_end) are never handed out again: pinned lazily when
 # a search meets them. Fresh memory comes from the arena's bump pointer (_bump), never below
-# the newest mark. Included by _core.pyx.
+# the newest mark. In a shared arena, blocks are never given back to the bump, and kept ones
+# are taken back before reuse after the heap was idle (_shared_heap.pxi). Included by
+# _core.pyx.
 
 from libc.stdint cimport int32_t, uint64_t, uint8_t, UINT64_MAX
 from libc.stdlib cimport free, malloc, realloc
@@ -464,6 +466,8 @@ cdef void* heap_alloc(Arena a, size_t size, bint zero) except NULL:
         raise ArenaFullError(f"{size} bytes do not fit in the arena")
     heap_reserve(h)
     need = _block_size(size)
+    if h.live == 0 and a.sh is not None:
+        _shared_heap_wake(a)  # its free blocks held nothing while it was idle
     while True:
         i = _find_fit(h, need)
         if i == NO_REC:

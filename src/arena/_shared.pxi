@@ -136,7 +136,8 @@ cdef class _Shared:
     cdef uint64_t pg            # ...since decommit's punch counter was pg
     cdef size_t before, end     # the bump before and after our last allocation (rollback)
     cdef uint64_t taken         # the word our last allocation's swap left (rollback)
-    cdef size_t heap_top        # end of the highest raw bump since the NEP 49 heap was empty
+    cdef size_t heap_top        # past every block the NEP 49 heap keeps (_shared_heap.pxi)
+    cdef uint64_t heap_gen      # the free count when the heap last had no live block
     cdef int busy               # threads in code that runs Python with ``ctl`` in hand
     cdef object __weakref__
 
@@ -195,13 +196,6 @@ cdef inline void _publish(_Shared sh) noexcept:
             top = sh.heap_top
         arena_store(&s.views, <uint64_t>sh.nleases)
         arena_store(&s.top, top)
-
-
-cdef void _shared_heap_idle(Arena a) noexcept:
-    """The NEP 49 heap's last live block was freed: its blocks no longer hold the bump."""
-    cdef _Shared sh = _sh(a)
-    sh.heap_top = 0
-    _publish(sh)
 
 
 cdef void _lease_link(_Shared sh, _Lease lease, _Frame frame, size_t lo,
@@ -437,7 +431,7 @@ cdef Py_ssize_t _shared_take(Arena a, _Shared sh, size_t nbytes, size_t align,
     if sh.slot < 0:
         _claim(sh)
     s = &c.slots[sh.slot]
-    top = sh.last.key if sh.last != NULL else 0
+    top = arena_load(&s.top)  # (never lower it: it may cover the NEP 49 heap's blocks)
     w = arena_load(&c.word)
     while True:
         cur = w & ARENA_OFF_MASK
@@ -636,6 +630,7 @@ cdef int _shared_release(Arena a, Py_ssize_t level) except -1:
     _free_to(a, sh, floor, "release")
     _set_nalloc(sh.ctl, min(nalloc_start, _total_nalloc(sh.ctl)))
     heap_drop_from(a, floor)  # its free blocks up there may be handed to anyone now
+    sh.heap_top = min(sh.heap_top, floor)
     return 0
 
 
@@ -751,5 +746,6 @@ cdef int _shared_stats(Arena a, dict d) except -1:
     return 0
 
 
+include "_shared_heap.pxi"
 include "_shared_memory.pxi"
 include "_shared_pickle.pxi"

@@ -74,6 +74,8 @@ cdef bint _holds_views(_Shared sh):
 def _before_fork():
     cdef _Shared sh
     for sh in list(_everyone):
+        _shared_heap_forking(sh)
+    for sh in list(_everyone):
         if _holds_views(sh):
             _fork_pipe.append(os.pipe())
             return
@@ -94,6 +96,7 @@ def _after_fork_in_child():
     try:
         for sh in list(_everyone):
             sh.slot = -1
+            _shared_heap_forked(sh)
             if _holds_views(sh):
                 try:
                     _claim(sh)
