@@ -139,6 +139,8 @@ cdef class _Shared:
     cdef size_t heap_top        # past every block the NEP 49 heap keeps (_shared_heap.pxi)
     cdef uint64_t heap_gen      # the free count when the heap last had no live block
     cdef int busy               # threads in code that runs Python with ``ctl`` in hand
+    cdef int forks              # forks of this process in flight (_shared_pickle.pxi)...
+    cdef size_t fork_hold       # ...whose children may inherit views up to here
     cdef object __weakref__
 
     def __cinit__(self):
@@ -189,11 +191,19 @@ cdef inline void _publish(_Shared sh) noexcept:
     covers the NEP 49 heap's blocks while any is live (they are views too)."""
     cdef arena_slot_t* s
     cdef size_t top
-    if sh.slot >= 0 and sh.ctl != NULL:
+    if sh.ctl == NULL:
+        return
+    top = sh.last.key if sh.last != NULL else 0
+    if sh.arena != NULL and (<Arena>sh.arena).heap.live and sh.heap_top > top:
+        top = sh.heap_top
+    if sh.forks:
+        # Until the child has its own slot, its inherited views are ours to publish, and
+        # any view alive since the fork began may be among them (fork() itself comes after
+        # the other at-fork handlers, which may let other threads run).
+        sh.fork_hold = max(sh.fork_hold, top)
+        top = sh.fork_hold
+    if sh.slot >= 0:
         s = &sh.ctl.slots[sh.slot]
-        top = sh.last.key if sh.last != NULL else 0
-        if sh.arena != NULL and (<Arena>sh.arena).heap.live and sh.heap_top > top:
-            top = sh.heap_top
         arena_store(&s.views, <uint64_t>sh.nleases)
         arena_store(&s.top, top)
 
@@ -360,6 +370,15 @@ cdef object _holder_above(_Shared sh, uint64_t floor):
     return None
 
 
+cdef object _holder(_Shared sh, uint64_t floor):
+    """_holder_above, or () while a child this process is forking may inherit a view
+    reaching past ``floor`` and has not published it yet. The hold is looked at first: once
+    it is gone, the child's slot shows its views."""
+    if sh.fork_hold > floor:
+        return ()
+    return _holder_above(sh, floor)
+
+
 def _live_processes(Arena a):
     """(pid, live views) of every live process that holds a slot of shared arena ``a``."""
     cdef _Shared sh = _sh(a)
@@ -431,7 +450,7 @@ cdef Py_ssize_t _shared_take(Arena a, _Shared sh, size_t nbytes, size_t align,
     if sh.slot < 0:
         _claim(sh)
     s = &c.slots[sh.slot]
-    top = arena_load(&s.top)  # (never lower it: it may cover the NEP 49 heap's blocks)
+    top = max(arena_load(&s.top), sh.fork_hold)  # never lower it: the heap, a fork's hold
     w = arena_load(&c.word)
     while True:
         cur = w & ARENA_OFF_MASK
@@ -509,7 +528,7 @@ cdef _Lease _shared_register(_Shared sh, Mapping* m, _Frame frame, size_t lo, si
     if sh.slot < 0:
         _claim(sh)
     s = &c.slots[sh.slot]
-    top = sh.last.key if sh.last != NULL else 0
+    top = max(sh.last.key if sh.last != NULL else 0, sh.fork_hold)  # never below the hold
     if key > top:
         arena_store(&s.top, key)
         arena_fetch_add(&c.regs, 1)  # a free scanning the slots now must scan again
@@ -562,8 +581,12 @@ cdef int _free_to_floor(Arena a, _Shared sh, uint64_t floor, str what) except -1
         # swap fails). The sequence in the word alone would wrap after 65536 registrations.
         w = arena_load(&c.word)
         regs = arena_load(&c.regs)
-        holder = _holder_above(sh, floor)  # even with nothing to free: an empty view counts
+        holder = _holder(sh, floor)  # even with nothing to free: an empty view counts
         if holder is not None:
+            if waited == len(_GRACE) and holder == ():
+                raise BufferError(f"cannot {what}: a child this process is forking is still "
+                                  "taking over the views of the shared arena's memory it "
+                                  "inherited")
             if waited == len(_GRACE):
                 held = f"{holder[1]} live view(s)" if holder[1] else \
                     "NumPy blocks (from numpy_allocator())"
@@ -582,6 +605,8 @@ cdef int _free_to_floor(Arena a, _Shared sh, uint64_t floor, str what) except -1
             raise BufferError(f"cannot {what}: views in this process reach past what it would "
                               "free (allocated by another thread meanwhile, or received before "
                               "this Arena was opened here): drop them first")
+        if sh.fork_hold > floor:
+            continue  # another thread began a fork meanwhile: wait for its child
         if floor >= (w & ARENA_OFF_MASK):
             return 0
         g = arena_fetch_add(&c.gen, 1) + 1

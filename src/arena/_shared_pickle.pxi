@@ -16,6 +16,7 @@
 
 import pickle
 import weakref
+from _thread import get_ident
 
 _registry = {}                  # arena id -> weakref to the newest _Shared of it here
 _everyone = weakref.WeakSet()   # every _Shared of this process
@@ -60,10 +61,14 @@ cdef object _open_arena(_Shared sh):
     return <object>sh.arena
 
 
-# A fork child holds the views it inherits, in a slot of its own. Until it has published
-# them, the parent must not go on (it could drop its own copies and reset): the parent waits
-# on a pipe that the child writes to once it has, or that closes when the child dies first.
-_fork_pipe = []
+# A fork child holds the views it inherits, in a slot of its own that its after-fork handler
+# claims. Until then this process holds them for it: from before the fork, a "fork hold" in
+# its slot covers every view it has had since (seen by the other processes) and refuses its
+# own reset and release (another thread may drop its copies while the forking one waits).
+# The hold goes when the child writes to a pipe once it has published them, or when the
+# pipe closes: the child died first, or there was none (a failed fork still runs the
+# after-in-parent handlers). Each forking thread has its own pipe: threads may fork at once.
+_forking = {}   # forking thread -> (pipe or None, the _Shared it holds)
 
 
 cdef bint _holds_views(_Shared sh):
@@ -71,41 +76,92 @@ cdef bint _holds_views(_Shared sh):
         sh.arena != NULL and (<Arena>sh.arena).heap.live > 0))
 
 
+cdef int _end_hold(list held) except -1:
+    cdef _Shared sh
+    for sh in held:
+        sh.forks -= 1
+        if sh.forks == 0:
+            sh.fork_hold = 0
+            _publish(sh)
+    return 0
+
+
+cdef int _close_pipe(pipe) except -1:
+    if pipe is not None:
+        os.close(pipe[0])
+        os.close(pipe[1])
+    return 0
+
+
 def _before_fork():
     cdef _Shared sh
+    stale = _forking.pop(get_ident(), None)
+    if stale is not None:  # this thread's last fork never got to its after-fork handler
+        _close_pipe(stale[0])
+        _end_hold(stale[1])
+    held = []
     for sh in list(_everyone):
         _shared_heap_forking(sh)
-    for sh in list(_everyone):
-        if _holds_views(sh):
-            _fork_pipe.append(os.pipe())
-            return
+        if sh.ctl != NULL:  # even without views now: another thread may make one
+            sh.forks += 1
+            _publish(sh)
+            held.append(sh)
+    if held:
+        try:
+            pipe = os.pipe()
+        except OSError:
+            pipe = None  # the hold goes at once: the child publishes when it can
+        _forking[get_ident()] = (pipe, held)
 
 
 def _after_fork_in_parent():
-    if _fork_pipe:
-        r, w = _fork_pipe.pop()
-        os.close(w)
-        try:
-            os.read(r, 1)
-        finally:
-            os.close(r)
+    entry = _forking.pop(get_ident(), None)
+    if entry is None:
+        return
+    pipe, held = entry
+    try:
+        if pipe is not None:
+            os.close(pipe[1])
+            try:
+                os.read(pipe[0], 1)
+            finally:
+                os.close(pipe[0])
+    finally:
+        _end_hold(held)
+
+
+cdef void _bump_sequence(arena_ctl_t* c) noexcept nogil:
+    # A free that read the word before our slot showed the views then fails its swap and
+    # looks at the slots again (as _shared_register does for a view).
+    cdef uint64_t w = arena_load(&c.word)
+    arena_fetch_add(&c.regs, 1)
+    while not arena_cas(&c.word, &w, (w & ARENA_OFF_MASK) | ((w + ARENA_SEQ_ONE) & SEQ_MASK)):
+        pass
 
 
 def _after_fork_in_child():
     cdef _Shared sh
+    mine = _forking.pop(get_ident(), None)
     try:
+        for pipe, _ in _forking.values():  # other threads' forks: their children answer them
+            _close_pipe(pipe)
+        _forking.clear()
         for sh in list(_everyone):
             sh.slot = -1
             _shared_heap_forked(sh)
+            sh.busy = 0  # it counted threads of the parent: none of them is here
+            sh.forks = 0
+            sh.fork_hold = 0
             if _holds_views(sh):
                 try:
                     _claim(sh)
                 except ArenaError:
                     continue  # no slot: its inherited views are unprotected
                 _publish(sh)
+                _bump_sequence(sh.ctl)
     finally:
-        if _fork_pipe:
-            r, w = _fork_pipe.pop()
+        if mine is not None and mine[0] is not None:
+            r, w = mine[0]
             os.close(r)
             os.write(w, b"x")
             os.close(w)
