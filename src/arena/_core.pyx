@@ -377,8 +377,8 @@ cdef class Arena:
         """release(mark)
 
         Free everything allocated since ``mark`` (and every later mark). BufferError while
-        views allocated since then are alive; ValueError for a mark already released or
-        from another arena.
+        views allocated since then are alive (in a shared arena: in any process, given 0.1 s
+        to go); ValueError for a mark already released or from another arena.
 
         Examples
         --------
@@ -436,8 +436,9 @@ cdef class Arena:
     def reset(self, *, decommit=False):
         """reset(*, decommit=False)
 
-        Free everything, in O(1). BufferError while any view is alive. ``decommit=True``
-        also returns the committed pages to the OS (RSS drops).
+        Free everything, in O(1). BufferError while any view is alive (in a shared arena: in
+        any process, given 0.1 s to go). ``decommit=True`` also returns the committed pages
+        to the OS (RSS drops).
 
         Examples
         --------
@@ -470,7 +471,7 @@ cdef class Arena:
         """close()
 
         Unmap the arena; idempotent. BufferError while views are alive. Afterwards every
-        use raises ValueError.
+        use raises ValueError. A shared arena is unmapped in this process only.
 
         Examples
         --------
@@ -793,4 +794,5 @@ cdef class Arena:
         return _repr(self)
 
     def __reduce__(self):
-        raise TypeError("an Arena cannot be pickled (a SHARED one goes through multiprocessing)")
+        raise TypeError("an Arena cannot be pickled (one made with Flags.SHARED and no file goes "
+                        "to other processes through multiprocessing)")
