@@ -261,17 +261,22 @@ cdef int _shared_decommit(Arena a, size_t used) except -1:
         if not arena_cas(&c.word, &w, held):
             continue
         arena_fetch_add(&c.punch_gen, 1)
+        # Punched pages read as zeros again. Lowered before the punch, not after: a process
+        # that writes above ``keep`` once the punch is over and frees raises it again, and a
+        # lowering after that would hide its bytes from zeros(). (A page written during the
+        # punch is not lost: the kernel holds faults in a range being punched until it ends.)
+        x = arena_load(&c.dirty)
+        if x > keep:
+            arena_cas(&c.dirty, &x, keep)  # a failed swap leaves it higher: only errs safe
         if fallocate(m.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, <off_t>keep,
                      <off_t>(top - keep)) != 0:
             err = errno
+            arena_max(&c.dirty, top)  # nothing was punched, perhaps
         x = top
         arena_cas(&c.attempted, &x, keep)
         x = arena_load(&c.committed)
         if x <= top:
             arena_cas(&c.committed, &x, min(x, keep))
-        x = arena_load(&c.dirty)
-        if x > keep:
-            arena_cas(&c.dirty, &x, keep)  # punched pages read as zeros again
         arena_cas(&c.word, &held, cur | ((held + ARENA_SEQ_ONE) & SEQ_MASK))
         break
     keep = round_up(max(arena_load(&c.word) & ARENA_OFF_MASK, used), m.page)
