@@ -2,6 +2,7 @@
 hypothesis state machine against a plain list. Files (.npy) are in test_growable_npy.py."""
 import gc
 import pickle
+import textwrap
 import threading
 import tracemalloc
 
@@ -13,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import arena
 from arena import ArenaFullError, ArenaOptions, Flags, Growable
 from arena._system import mapping_stats, thp_mode
-from helpers import close_after_run
+from helpers import check_child, close_after_run
 
 MiB = 1 << 20
 
@@ -526,3 +527,46 @@ class GrowableMachine(RuleBasedStateMachine):
 @pytest.mark.slow
 class TestGrowableMachine(GrowableMachine.TestCase):
     pass
+
+
+def test_a_fork_child_can_grow_a_growable_busy_in_another_thread_of_the_parent():
+    """A thread of the parent is inside extend() (its generator runs: the Growable refuses
+    to change meanwhile) when another thread forks. That thread does not exist in the child:
+    the child's copy is not busy (before: every change refused, for good)."""
+    out = check_child(textwrap.dedent("""
+        import os, threading
+        import numpy as np
+        from arena import Growable
+        g = Growable(np.float64)
+        inside, leave = threading.Event(), threading.Event()
+        def items():
+            yield 1.0
+            inside.set()
+            leave.wait(30)
+            yield 2.0
+        t = threading.Thread(target=g.extend, args=(items(),))
+        t.start()
+        inside.wait(30)
+        try:
+            g.append(0.0)
+            raise AssertionError("the parent's Growable changed while busy")
+        except RuntimeError:
+            pass
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                g.append(3.0)
+                code = 0 if g.array[-1] == 3.0 else 2
+            except BaseException as exc:
+                print("child:", exc, flush=True)
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        leave.set()
+        t.join()
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert list(g.array) == [1.0, 2.0]
+        print("ok")
+        """))
+    assert "ok" in out
