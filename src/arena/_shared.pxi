@@ -521,28 +521,29 @@ cdef _Lease _shared_register(_Shared sh, Mapping* m, _Frame frame, size_t lo, si
                              uint64_t gen, bint received):
     """A lease over ``[lo, hi)``, bytes already handed out: for view(), or for an array
     received from another process (``gen``: the free count when it was sent)."""
-    cdef arena_ctl_t* c = sh.ctl
+    cdef arena_ctl_t* c
     cdef arena_slot_t* s
     cdef uint64_t w, key = hi if hi > lo else lo + 1, top, g
     cdef _Lease lease = _Lease.__new__(_Lease)
     if sh.slot < 0:
         _claim(sh)
+    c = sh.ctl
     s = &c.slots[sh.slot]
-    top = max(sh.last.key if sh.last != NULL else 0, sh.fork_hold)  # never below the hold
+    top = arena_load(&s.top)  # never lower it here: it covers the heap, a fork's hold
     if key > top:
         arena_store(&s.top, key)
         arena_fetch_add(&c.regs, 1)  # a free scanning the slots now must scan again
     w = arena_load(&c.word)
     while True:
         if hi > (w & ARENA_OFF_MASK):
-            arena_store(&s.top, top)
+            _publish(sh)
             if received:
                 raise BufferError("the array's memory was freed (reset or release) while "
                                   "it was sent from another process")
             raise ValueError(f"view of {hi - lo} bytes at offset {lo} reaches past the "
                              f"{w & ARENA_OFF_MASK} bytes in use")
         if received and not _unfreed_since(c, gen, key):
-            arena_store(&s.top, top)
+            _publish(sh)
             raise BufferError("the array's memory may have been freed (reset or release) "
                               "while it was sent from another process")
         if arena_cas(&c.word, &w, (w & ARENA_OFF_MASK) | ((w + ARENA_SEQ_ONE) & SEQ_MASK)):
@@ -648,6 +649,11 @@ cdef int _shared_release(Arena a, Py_ssize_t level) except -1:
     cdef _Frame f = <_Frame>a.frames_rw[level]
     cdef uint64_t floor = _floor_since(sh.ctl, f.gen, f.start)
     cdef Py_ssize_t nalloc_start = f.nalloc_start
+    if arena_load(&sh.ctl.gen) - f.gen >= <uint64_t>ARENA_RING:
+        # Too many frees since the mark to tell how low they went (this process's inner
+        # releases count too): free down to the mark only. Safe: another process's free
+        # below a view of ours is refused, and what lies above the mark is scanned for.
+        floor = f.start
     f = None  # a frame held while _free_to runs Python code would count as a live view
     if (sh.last != NULL and sh.last.key > floor) or heap_live_above(&a.heap, floor):
         raise BufferError("cannot release: a view of memory another process's release freed "

@@ -246,10 +246,13 @@ cdef int _shared_decommit(Arena a, size_t used) except -1:
     memfd, for every process: reserved first (the bump moved over them), so nothing is
     handed out there while they go."""
     cdef _Shared sh = _sh(a)
-    cdef arena_ctl_t* c = sh.ctl
+    cdef arena_ctl_t* c
     cdef Mapping* m = a.map
     cdef uint64_t w, cur, keep, top, held, x
     cdef int tries, err = 0
+    if sh.slot < 0:
+        _claim(sh)  # the hold is published in this process's slot
+    c = sh.ctl
     for tries in range(8):
         w = arena_load(&c.word)
         cur = w & ARENA_OFF_MASK
@@ -258,7 +261,14 @@ cdef int _shared_decommit(Arena a, size_t used) except -1:
         if keep >= top:
             break
         held = top | (w & SEQ_MASK)
+        # Published as if a view reached ``top``: another process's reset or release waits
+        # (then refuses) while the punch runs, instead of moving the bump down so that a third
+        # allocates and writes in the range being punched (its bytes read as zeros after).
+        if top > arena_load(&c.slots[sh.slot].top):
+            arena_store(&c.slots[sh.slot].top, top)
+            arena_fetch_add(&c.regs, 1)
         if not arena_cas(&c.word, &w, held):
+            _publish(sh)
             continue
         arena_fetch_add(&c.punch_gen, 1)
         # Punched pages read as zeros again. Lowered before the punch, not after: a process
@@ -278,6 +288,7 @@ cdef int _shared_decommit(Arena a, size_t used) except -1:
         if x <= top:
             arena_cas(&c.committed, &x, min(x, keep))
         arena_cas(&c.word, &held, cur | ((held + ARENA_SEQ_ONE) & SEQ_MASK))
+        _publish(sh)
         break
     keep = round_up(max(arena_load(&c.word) & ARENA_OFF_MASK, used), m.page)
     if keep < m.committed:  # this process's own page tables and guard pages

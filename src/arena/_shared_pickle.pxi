@@ -15,6 +15,7 @@
 # Included by _core.pyx after _shared.pxi.
 
 import pickle
+import warnings
 import weakref
 from _thread import get_ident
 
@@ -119,15 +120,22 @@ def _after_fork_in_parent():
     if entry is None:
         return
     pipe, held = entry
+    if pipe is None:
+        # No pipe could be made (no descriptor left): nothing tells when the child has taken
+        # its views over, so this process keeps holding them for it, for good.
+        _held_for_good.extend(held)
+        return
     try:
-        if pipe is not None:
-            os.close(pipe[1])
-            try:
-                os.read(pipe[0], 1)
-            finally:
-                os.close(pipe[0])
+        os.close(pipe[1])
+        try:
+            os.read(pipe[0], 1)
+        finally:
+            os.close(pipe[0])
     finally:
         _end_hold(held)
+
+
+_held_for_good = []
 
 
 cdef void _bump_sequence(arena_ctl_t* c) noexcept nogil:
@@ -140,8 +148,11 @@ cdef void _bump_sequence(arena_ctl_t* c) noexcept nogil:
 
 
 def _after_fork_in_child():
+    global _obtaining
     cdef _Shared sh
     mine = _forking.pop(get_ident(), None)
+    _obtaining = threading.RLock()  # a parent's thread may have held it: it is not here
+    _held_for_good.clear()
     try:
         for pipe, _ in _forking.values():  # other threads' forks: their children answer them
             _close_pipe(pipe)
@@ -155,8 +166,11 @@ def _after_fork_in_child():
             if _holds_views(sh):
                 try:
                     _claim(sh)
-                except ArenaError:
-                    continue  # no slot: its inherited views are unprotected
+                except ArenaError as exc:
+                    warnings.warn(f"{exc}: this fork child's inherited views of a shared "
+                                  "arena are not protected from the other processes' reset "
+                                  "and release", RuntimeWarning, stacklevel=2)
+                    continue
                 _publish(sh)
                 _bump_sequence(sh.ctl)
     finally:
@@ -263,7 +277,16 @@ def _rebuild_array(source, Py_ssize_t offset, shape, strides, dtype, bint writea
 
 def _obtain(source, bint want_arena):
     """(Arena or None, _Shared) for ``source``: the mapping this process has, else a new one
-    from the descriptors sent along or from a holder's /proc/PID/fd."""
+    from the descriptors sent along or from a holder's /proc/PID/fd. One thread at a time:
+    two receiving at once would each map the arena (a lock of this process only)."""
+    with _obtaining:
+        return _obtain_locked(source, want_arena)
+
+
+_obtaining = threading.RLock()
+
+
+def _obtain_locked(source, bint want_arena):
     ident, fds, holders = source
     got = []
     if fds is not None:
