@@ -356,3 +356,48 @@ def test_a_fork_that_cannot_make_its_pipe_keeps_holding_the_childs_views():
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
         """)
     assert "refused: cannot reset: a child this process is forking" in out
+
+
+@pytest.mark.slow
+def test_a_fork_child_that_finds_no_slot_leaves_its_views_held_by_the_parent():
+    """All 256 slots held: the child cannot publish its inherited views, so the parent holds
+    them for it (before: they were not protected, and a reset overwrote them)."""
+    out = scenario("""
+        import time
+        a = shared(1 << 32)
+        anchor = a.full(10, 0.0)                   # the parent's slot
+        go_r, go_w = os.pipe()
+        kids = []
+        for i in range(255):                       # 255 more processes take the others
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(go_w)
+                a.full(1, float(i))
+                os.write(w, b".")
+                os.read(go_r, 1)
+                os._exit(0)
+            os.close(w)
+            assert os.read(r, 1) == b"."
+            os.close(r)
+            kids.append(pid)
+        assert a.stats()["processes"] == 256
+        x = a.full(1000, 7.0)
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.5)
+            os._exit(0 if (x == 7).all() else 3)
+        del x, anchor
+        try:
+            a.reset()
+            a.full(1000, -1.0)
+            print("reset went through")
+        except BufferError as exc:
+            print("refused:", exc)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        os.close(go_w)
+        for k in kids:
+            os.waitpid(k, 0)
+        """)
+    assert "no process slot" in out and out.startswith("refused: cannot reset")

@@ -587,7 +587,8 @@ cdef int _free_to_floor(Arena a, _Shared sh, uint64_t floor, str what) except -1
             if waited == len(_GRACE) and holder == ():
                 raise BufferError(f"cannot {what}: a child this process is forking is still "
                                   "taking over the views of the shared arena's memory it "
-                                  "inherited")
+                                  "inherited (if it found no process slot, or no pipe could "
+                                  "be made for the fork, this process holds them for good)")
             if waited == len(_GRACE):
                 held = f"{holder[1]} live view(s)" if holder[1] else \
                     "NumPy blocks (from numpy_allocator())"

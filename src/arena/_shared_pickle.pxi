@@ -15,7 +15,6 @@
 # Included by _core.pyx after _shared.pxi.
 
 import pickle
-import warnings
 import weakref
 from _thread import get_ident
 
@@ -125,14 +124,18 @@ def _after_fork_in_parent():
         # its views over, so this process keeps holding them for it, for good.
         _held_for_good.extend(held)
         return
+    said = b""
     try:
         os.close(pipe[1])
         try:
-            os.read(pipe[0], 1)
+            said = os.read(pipe[0], 1)
         finally:
             os.close(pipe[0])
     finally:
-        _end_hold(held)
+        if said == b"n":  # the child found no slot to hold its views in: hold them for it
+            _held_for_good.extend(held)
+        else:
+            _end_hold(held)
 
 
 _held_for_good = []
@@ -153,6 +156,7 @@ def _after_fork_in_child():
     mine = _forking.pop(get_ident(), None)
     _obtaining = threading.RLock()  # a parent's thread may have held it: it is not here
     _held_for_good.clear()
+    homeless = False
     try:
         for pipe, _ in _forking.values():  # other threads' forks: their children answer them
             _close_pipe(pipe)
@@ -166,10 +170,8 @@ def _after_fork_in_child():
             if _holds_views(sh):
                 try:
                     _claim(sh)
-                except ArenaError as exc:
-                    warnings.warn(f"{exc}: this fork child's inherited views of a shared "
-                                  "arena are not protected from the other processes' reset "
-                                  "and release", RuntimeWarning, stacklevel=2)
+                except ArenaError:
+                    homeless = True  # the parent holds its views for good instead
                     continue
                 _publish(sh)
                 _bump_sequence(sh.ctl)
@@ -177,7 +179,7 @@ def _after_fork_in_child():
         if mine is not None and mine[0] is not None:
             r, w = mine[0]
             os.close(r)
-            os.write(w, b"x")
+            os.write(w, b"n" if homeless else b"x")
             os.close(w)
 
 
