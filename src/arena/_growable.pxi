@@ -102,7 +102,7 @@ cdef class Growable:
     cdef Py_ssize_t n, cap
     cdef FastKind fast
     cdef bint busy           # converting or copying with Python code or threads able to run
-    cdef unsigned long busy_gen  # _fork_children when busy was set (see there)
+    cdef unsigned long busy_gen  # _fork_children (_mapping.pxi) when busy was set
     cdef cnp.dtype descr
     cdef tuple ishape
     cdef int nd              # 1 + len(item_shape)
@@ -552,18 +552,6 @@ cdef int _check_usable(Growable g) except -1:
         raise RuntimeError("the Growable cannot change while an append or extend is "
                            "converting or copying items (called back from that code)")
     return 0
-
-
-# A Growable busy in a thread of the parent at a fork is not busy in the child (no such thread).
-cdef unsigned long _fork_children = 0  # forks this process is the child of
-
-
-def _growable_after_fork_in_child():
-    global _fork_children
-    _fork_children += 1
-
-
-os.register_at_fork(after_in_child=_growable_after_fork_in_child)
 
 
 cdef void _set_busy(Growable g, bint busy) noexcept:

@@ -55,12 +55,22 @@ cdef extern from * nogil:
 cdef unsigned long _forks = 0
 
 
+# fork() calls this process is the child of (the parent's count is not moved by them): state
+# that a thread of the parent was in the middle of is not in that thread's hands here.
+cdef unsigned long _fork_children = 0
+
+
 cdef void _count_fork() noexcept nogil:
     global _forks
     _forks += 1
 
 
-pthread_atfork(_count_fork, NULL, NULL)
+cdef void _count_fork_child() noexcept nogil:
+    global _fork_children
+    _fork_children += 1
+
+
+pthread_atfork(_count_fork, NULL, _count_fork_child)
 
 
 cdef inline size_t mapping_fresh_from(Mapping* m, size_t touched) noexcept nogil:
