@@ -52,7 +52,7 @@ import sys
 import tempfile
 import time
 import timeit
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -111,14 +111,9 @@ FULL = Plan(empty_number=100_000, empty_repeat=7,
             raw_count=10_000_000, raw_repeat=7,
             grow_bytes=256 * MiB, grow_chunk=64 * KiB, grow_append_bytes=16 * MiB,
             grow_repeat=5, append_number=1_000_000, append_repeat=7)
-QUICK = Plan(empty_number=50_000, empty_repeat=3,
-             step_elements=MiB, step_number=10, step_repeat=3,
-             touch_bytes=512 * MiB, touch_repeat=2,
-             reset_allocations=1_000_000, reset_repeat=2,
-             expr_elements=MiB, expr_steps=10, expr_repeat=3,
-             raw_count=10_000_000, raw_repeat=3,
-             grow_bytes=256 * MiB, grow_chunk=64 * KiB, grow_append_bytes=16 * MiB,
-             grow_repeat=3, append_number=1_000_000, append_repeat=3)
+QUICK = replace(FULL, empty_number=50_000, empty_repeat=3, step_number=10, step_repeat=3,
+                touch_repeat=2, reset_repeat=2, expr_steps=10, expr_repeat=3, raw_repeat=3,
+                grow_repeat=3, append_repeat=3)  # the same sizes, fewer repeats
 SMOKE = Plan(empty_number=2_000, empty_repeat=2,
              step_elements=16 * KiB, step_number=3, step_repeat=2,
              touch_bytes=8 * MiB, touch_repeat=1,
