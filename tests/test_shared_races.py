@@ -30,6 +30,14 @@ class Closer:  # closes ``a`` from a finalizer at the next garbage collection
             except BufferError as exc:
                 print("finalizer refused:", exc, flush=True)
 
+def reset_and_overwrite(a, n):  # reset(), then n items of -1.0 over what it freed
+    try:
+        a.reset()
+        a.full(n, -1.0)
+        print("reset went through")
+    except BufferError as exc:
+        print("refused:", exc)
+
 def collect_at_next_allocation():
     gc.disable(); gc.set_threshold(1); gc.enable()
 """
@@ -247,12 +255,7 @@ def test_a_refused_receipt_keeps_the_receivers_numpy_blocks_published():
         a.release(m)                         # frees t's bytes while "in transit"
         os.write(p2c_w, data)
         os.read(c2p_r, 1)
-        try:
-            a.reset()
-            x = a.full(20000, -1.0)
-            print("reset went through")
-        except BufferError as exc:
-            print("refused:", exc)
+        reset_and_overwrite(a, 20000)
         os.write(p2c_w, b".")
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
@@ -346,12 +349,7 @@ def test_a_fork_that_cannot_make_its_pipe_keeps_holding_the_childs_views():
         for fd in fill:
             os.close(fd)
         del x
-        try:
-            a.reset()
-            a.full(1000, -1.0)
-            print("reset went through")
-        except BufferError as exc:
-            print("refused:", exc)
+        reset_and_overwrite(a, 1000)
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
         """)
@@ -388,12 +386,7 @@ def test_a_fork_child_that_finds_no_slot_leaves_its_views_held_by_the_parent():
             time.sleep(0.5)
             os._exit(0 if (x == 7).all() else 3)
         del x, anchor
-        try:
-            a.reset()
-            a.full(1000, -1.0)
-            print("reset went through")
-        except BufferError as exc:
-            print("refused:", exc)
+        reset_and_overwrite(a, 1000)
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
         os.close(go_w)
